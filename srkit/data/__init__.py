@@ -1,0 +1,1 @@
+"""Datasets, samplers, transforms, file backends and degradations (MATLAB bicubic)."""

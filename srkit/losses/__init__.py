@@ -1,0 +1,1 @@
+"""Losses, registered in LOSS_REGISTRY by class name."""

@@ -1,0 +1,1 @@
+"""Image-quality metrics (MATLAB-faithful PSNR/SSIM), registered in METRIC_REGISTRY."""

@@ -1,0 +1,1 @@
+"""Small shared helpers: options, registry, logging, checkpoint I/O, distributed."""
