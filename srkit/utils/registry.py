@@ -14,13 +14,15 @@ import pkgutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from srkit.utils.errors import SrkitError
+
 __all__ = [
     'Registry', 'RegistryError', 'ARCH_REGISTRY', 'MODEL_REGISTRY', 'DATASET_REGISTRY', 'LOSS_REGISTRY',
     'METRIC_REGISTRY', 'OPTIMIZER_REGISTRY', 'SCHEDULER_REGISTRY', 'closest_name'
 ]
 
 
-class RegistryError(KeyError):
+class RegistryError(SrkitError, KeyError):
     """An unknown name, or a name whose module could not be imported."""
 
     def __str__(self) -> str:  # KeyError would quote the message

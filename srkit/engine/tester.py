@@ -1,0 +1,91 @@
+"""test.py's work: evaluate a network on every test set and write per-image and mean tables.
+
+Results go to results/<name>/ as Markdown, CSV and JSON (plus SR images when ``val.save_img``); an
+existing results folder is archived, never overwritten.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+from srkit.engine.experiment import archive_existing, prepare_folder, timestamp
+from srkit.engine.trainer import build_dataset, select_device
+from srkit.models.evaluator import EvalResult, evaluate
+from srkit.utils.dist import DistContext
+from srkit.utils.logger import setup_logger
+from srkit.utils.options import Options, ValOptions, dump_options
+from srkit.utils.registry import MODEL_REGISTRY
+
+__all__ = ['run_test', 'results_markdown', 'write_results']
+
+logger = logging.getLogger('srkit')
+
+
+def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalResult]:
+    root = Path(options.path.results_root or Path('results') / options.name)
+    if dist.is_main:
+        archived = archive_existing(root)
+        prepare_folder(root)
+        setup_logger(root / f'test_{options.name}_{timestamp()}.log', True)
+        if archived:
+            logger.info('A results folder %s existed; it was moved to %s.', root, archived)
+        (root / 'options.yml').write_text(dump_options(options), encoding='utf-8')
+    else:
+        setup_logger(None, False)
+    val = options.val or ValOptions()
+    model = MODEL_REGISTRY.get(options.model_type)(options, select_device(options, dist), dist)
+    results = []
+    for entry in options.datasets_of('test') + options.datasets_of('val'):
+        dataset = build_dataset(entry)
+        save_dir = root / 'visualization' / entry.name if val.save_img and dist.is_main else None
+        result = evaluate(lambda lq: model.predict(lq, tile=val.tile_size, overlap=val.tile_overlap,
+                                                   ensemble=val.self_ensemble),
+                          dataset, entry.name, val.metrics, dist, save_dir=save_dir, suffix=val.suffix,
+                          show_progress=val.pbar)
+        results.append(result)
+        means = ', '.join(f'{k}: {v:.4f}' for k, v in result.mean.items())
+        logger.info('%s (%d images): %s', entry.name, len(result.per_image), means or 'no metrics')
+    if dist.is_main:
+        write_results(root, options, results)
+        logger.info('Results written to %s', root)
+    return results
+
+
+def results_markdown(options: Options, results: list[EvalResult]) -> str:
+    lines = [f'# {options.name}: {options.network_g.type} x{options.scale}', '']
+    metric_keys = list(options.val.metrics) if options.val else []
+    if metric_keys:
+        lines += ['| dataset | ' + ' | '.join(metric_keys) + ' |', '|---|' + '---|' * len(metric_keys)]
+        lines += [f'| {r.dataset} | ' + ' | '.join(_fmt(r.mean.get(k)) for k in metric_keys) + ' |' for r in results]
+        lines.append('')
+    for result in results:
+        lines += [f'## {result.dataset}', '', '| image | ' + ' | '.join(metric_keys) + ' |',
+                  '|---|' + '---|' * len(metric_keys)]
+        lines += [f'| {row["image"]} | ' + ' | '.join(_fmt(row.get(k)) for k in metric_keys) + ' |'
+                  for row in result.per_image]
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def _fmt(value: object) -> str:
+    return f'{value:.4f}' if isinstance(value, float) else '-'
+
+
+def write_results(root: Path, options: Options, results: list[EvalResult]) -> None:
+    (root / 'results.md').write_text(results_markdown(options, results), encoding='utf-8')
+    buffer = io.StringIO()
+    metric_keys = list(options.val.metrics) if options.val else []
+    writer = csv.writer(buffer)
+    writer.writerow(['dataset', 'image', *metric_keys])
+    for result in results:
+        for row in result.per_image:
+            writer.writerow([result.dataset, row['image'], *(row.get(k, '') for k in metric_keys)])
+        writer.writerow([result.dataset, 'mean', *(result.mean.get(k, '') for k in metric_keys)])
+    (root / 'results.csv').write_text(buffer.getvalue(), encoding='utf-8')
+    payload = {'name': options.name, 'arch': options.network_g.type, 'scale': options.scale,
+               'weights': options.path.pretrain_network_g,
+               'datasets': [{'name': r.dataset, 'mean': r.mean, 'per_image': r.per_image} for r in results]}
+    (root / 'results.json').write_text(json.dumps(payload, indent=2), encoding='utf-8')

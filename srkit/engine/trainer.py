@@ -1,0 +1,233 @@
+"""The iteration-based training loop: data, steps, logging, validation, checkpoints and resume.
+
+It knows nothing of any architecture or loss: the model class (MODEL_REGISTRY[model_type]) defines what a
+step is. A training state is written after the network file and is the commit point of a checkpoint;
+resuming restores it completely (model, optimizer, scheduler, EMA, scaler, RNG, sampler position), so a run
+stopped and resumed ends bit-identical to the same run uninterrupted.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from srkit.engine.experiment import (archive_existing, prepare_folder, restore_rng_state, rng_state, seed_everything,
+                                     timestamp)
+from srkit.models.evaluator import EvalResult, evaluate
+from srkit.utils.checkpoint import atomic_save, find_resume_state, load_checkpoint_file, network_path, training_state_path
+from srkit.utils.dist import DistContext, all_gather_objects, barrier, broadcast_object
+from srkit.utils.errors import CheckpointError, OptionError
+from srkit.utils.logger import ProgressLog, TensorboardWriter, setup_logger
+from srkit.utils.options import DatasetOptions, Options, dump_options
+from srkit.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+
+__all__ = ['Trainer', 'build_dataset', 'select_device']
+
+logger = logging.getLogger('srkit')
+
+
+def select_device(options: Options, dist: DistContext) -> torch.device:
+    if options.num_gpu != 0 and torch.cuda.is_available():
+        return torch.device('cuda', dist.local_rank % torch.cuda.device_count())
+    return torch.device('cpu')
+
+
+def build_dataset(entry: DatasetOptions) -> Any:
+    dataset = DATASET_REGISTRY.get(entry.type)(**entry.args)
+    if len(dataset) == 0:
+        raise OptionError(f'Option "datasets.{entry.key}": dataset {entry.name} is empty.')
+    return dataset
+
+
+@dataclass
+class LoopState:
+    """Where the loop is: saved in every training state."""
+
+    iteration: int = 0
+    epoch: int = 0
+    consumed_global: int = 0  # samples of the current epoch consumed by all ranks together
+    best: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # dataset -> metric -> [value, iter]
+
+
+class Trainer:
+    def __init__(self, options: Options, dist: DistContext, auto_resume: bool = False) -> None:
+        self.options = options
+        self.dist = dist
+        self.device = select_device(options, dist)
+        self.root = Path(options.path.experiments_root or Path('experiments') / options.name)
+        self.resume = self._find_resume(auto_resume)
+        archived = None
+        if dist.is_main:
+            if self.resume is None:
+                archived = archive_existing(self.root)
+            prepare_folder(self.root, ('models', 'training_states', 'visualization'))
+        barrier()
+        setup_logger(self.root / f'train_{options.name}_{timestamp()}.log', dist.is_main)
+        if dist.is_main and self.resume is None and archived is not None:
+            logger.info('An experiment folder %s existed; it was moved to %s.', self.root, archived)
+        if dist.is_main:
+            (self.root / f'options_{timestamp()}.yml').write_text(dump_options(options), encoding='utf-8')
+        seed = options.manual_seed if options.manual_seed is not None else broadcast_object(
+            int(torch.randint(0, 2**31 - 1, ()).item()))
+        self.seed = seed
+        seed_everything(seed + dist.rank)
+        self.model = MODEL_REGISTRY.get(options.model_type)(options, self.device, dist)
+        self.state = LoopState()
+        self._build_data()
+        self.tb = TensorboardWriter(self.root / 'tb_logger' if options.logger.use_tb_logger and dist.is_main else None,
+                                    logger)
+        if self.resume is not None:
+            self._restore(*self.resume)
+
+    # ---- set-up -----------------------------------------------------------------------------------------
+    def _find_resume(self, auto_resume: bool) -> tuple[Path, dict[str, Any]] | None:
+        explicit = self.options.path.resume_state
+        if explicit:
+            return Path(explicit), load_checkpoint_file(explicit)
+        if auto_resume:
+            found = find_resume_state(self.root)
+            if found is None:
+                logging.getLogger('srkit').warning('--auto_resume: no training state under %s; starting afresh.',
+                                                   self.root)
+            return found
+        return None
+
+    def _build_data(self) -> None:
+        from srkit.data.loader import build_dataloader
+        from srkit.data.samplers import EnlargedSampler
+
+        train_entries = self.options.datasets_of('train')
+        if len(train_entries) != 1:
+            raise OptionError('Exactly one training dataset ("datasets.train") is supported, '
+                              f'got {len(train_entries)}.')
+        entry = train_entries[0]
+        self.train_set = build_dataset(entry)
+        self.loader_opt = entry.loader
+        self.sampler = EnlargedSampler(len(self.train_set), seed=self.seed, shuffle=entry.loader.use_shuffle,
+                                       enlarge_ratio=entry.loader.dataset_enlarge_ratio,
+                                       num_replicas=self.dist.world_size, rank=self.dist.rank)
+        self.train_loader = build_dataloader(self.train_set, entry.loader, self.sampler, 'train', self.seed)
+        self.val_sets = [(e.name, build_dataset(e)) for e in self.options.datasets_of('val')]
+        batch = entry.loader.batch_size_per_gpu
+        logger.info('Training set %s: %d images, %d per epoch per rank (batch %d per process x %d processes, '
+                    'enlarge ratio %d).', entry.name, len(self.train_set), len(self.sampler), batch,
+                    self.dist.world_size, entry.loader.dataset_enlarge_ratio)
+
+    def _restore(self, path: Path, state: dict[str, Any]) -> None:
+        meta = state.get('meta', {})
+        if meta.get('arch') not in (None, self.options.network_g.type) or meta.get('scale') not in (None, self.options.scale):
+            raise CheckpointError(f'Training state {path} is for {meta.get("arch")} x{meta.get("scale")}, not '
+                                  f'{self.options.network_g.type} x{self.options.scale}.')
+        self.model.load_state_dict(state)
+        loop = state['loop']
+        self.state = LoopState(loop['iteration'], loop['epoch'], loop['consumed_global'], loop['best'])
+        rng = state['rng']
+        if len(rng) == self.dist.world_size:
+            restore_rng_state(rng[self.dist.rank])
+        else:
+            logger.warning('The training state was made by %d processes, this run has %d: data order and sampler '
+                           'position are kept, per-process random states are re-seeded.', len(rng), self.dist.world_size)
+            seed_everything(self.seed + self.dist.rank + self.state.iteration)
+        logger.info('Resumed from %s at iteration %d (epoch %d).', path, self.state.iteration, self.state.epoch)
+
+    # ---- loop -------------------------------------------------------------------------------------------
+    def train(self) -> None:
+        opt = self.options
+        total = opt.train.total_iter
+        accumulation = opt.train.grad_accumulation
+        batch = self.loader_opt.batch_size_per_gpu
+        progress = ProgressLog(logger, self.state.iteration, total, opt.logger.print_freq)
+        logger.info('Training %s (%s, x%d) on %s for %d iterations, starting at %d.', opt.name, opt.network_g.type,
+                    opt.scale, self.device, total, self.state.iteration)
+        micro: list[dict[str, Any]] = []
+        try:
+            while self.state.iteration < total:
+                self.sampler.set_epoch(self.state.epoch, start=self.state.consumed_global // self.dist.world_size)
+                for data in self.train_loader:
+                    micro.append(data)
+                    self.state.consumed_global += batch * self.dist.world_size
+                    if len(micro) < accumulation:
+                        continue
+                    self.state.iteration += 1
+                    losses = self.model.train_step(micro, self.state.iteration)
+                    micro = []
+                    self._after_step(losses, progress)
+                    if self.state.iteration >= total:
+                        break
+                else:
+                    self.state.epoch += 1
+                    self.state.consumed_global = 0
+        finally:
+            progress.close()
+        if self.state.iteration % opt.logger.save_checkpoint_freq:
+            self.save()
+        self._save_network('latest')
+        logger.info('Training finished: %d iterations.', self.state.iteration)
+        self.tb.close()
+
+    def _after_step(self, losses: dict[str, float] | None, progress: ProgressLog) -> None:
+        it = self.state.iteration
+        lr = self.model.current_lr()
+        if losses is not None:
+            progress.update(it, losses, lr)
+            if it % self.options.logger.print_freq == 0:
+                self.tb.scalars({f'losses/{k}': v for k, v in losses.items()} | {'lr': lr}, it)
+        if it % self.options.logger.save_checkpoint_freq == 0:
+            self.save()
+        if self.val_sets and self.options.val is not None and it % self.options.val.val_freq == 0:
+            self.validate()
+
+    # ---- validation -------------------------------------------------------------------------------------
+    def validate(self) -> list[EvalResult]:
+        val = self.options.val
+        it = self.state.iteration
+        results = []
+        for name, dataset in self.val_sets:
+            save_dir = self.root / 'visualization' / name if val.save_img and self.dist.is_main else None
+            result = evaluate(
+                lambda lq: self.model.predict(lq, use_ema=val.use_ema, tile=val.tile_size, overlap=val.tile_overlap,
+                                              ensemble=val.self_ensemble),
+                dataset, name, val.metrics, self.dist, save_dir=save_dir, suffix=str(it))
+            results.append(result)
+            self._log_validation(result)
+        return results
+
+    def _log_validation(self, result: EvalResult) -> None:
+        it = self.state.iteration
+        best = self.state.best.setdefault(result.dataset, {})
+        parts = []
+        for key, value in result.mean.items():
+            higher = self.options.val.metrics[key].args.get('better', 'higher') == 'higher'
+            previous = best.get(key)
+            if previous is None or (value > previous[0] if higher else value < previous[0]):
+                best[key] = [value, it]
+            parts.append(f'{key}: {value:.4f} (best {best[key][0]:.4f} @ {best[key][1]})')
+            self.tb.scalars({f'val/{result.dataset}/{key}': value}, it)
+        logger.info('Validation %s @ iter %d: %s', result.dataset, it, '; '.join(parts))
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def _save_network(self, label: int | str) -> None:
+        if self.dist.is_main:
+            atomic_save(self.model.network_state(), network_path(self.root, 'net_g', label))
+
+    def save(self) -> None:
+        """Write the network file, then the training state (the commit point of this checkpoint)."""
+        it = self.state.iteration
+        rng = all_gather_objects(rng_state())
+        self._save_network(it)
+        if self.dist.is_main:
+            state = self.model.state_dict() | {
+                'iter': it,
+                'loop': {'iteration': it, 'epoch': self.state.epoch, 'consumed_global': self.state.consumed_global,
+                         'best': self.state.best},
+                'rng': rng,
+                'meta': {'arch': self.options.network_g.type, 'scale': self.options.scale,
+                         'world_size': self.dist.world_size, 'name': self.options.name},
+            }
+            atomic_save(state, training_state_path(self.root, it))
+            logger.info('Saved checkpoint at iteration %d.', it)
+        barrier()

@@ -1,0 +1,76 @@
+"""Evaluating a network on a dataset: per-image metrics, optional SR images, sharded across ranks.
+
+Used by validation during training and by test.py. Each rank takes every world_size-th image; the
+per-image results are gathered on every rank and averaged in image order, so the numbers are exactly those
+of a single-process run and no rank is left waiting.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from srkit.utils.dist import DistContext, all_gather_objects
+from srkit.utils.errors import DataError
+from srkit.utils.registry import METRIC_REGISTRY
+from srkit.utils.typed_options import Component
+
+__all__ = ['EvalResult', 'evaluate', 'quantize']
+
+logger = logging.getLogger('srkit')
+
+
+@dataclass
+class EvalResult:
+    dataset: str
+    per_image: list[dict[str, float | str]] = field(default_factory=list)
+    mean: dict[str, float] = field(default_factory=dict)
+
+
+def quantize(img: torch.Tensor) -> torch.Tensor:
+    """The 8-bit image a user would save, as float64 values in [0, 255] (metrics are computed on this)."""
+    return (img.detach().clamp(0, 1) * 255.0).round().to(torch.float64)
+
+
+def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: torch.utils.data.Dataset, dataset_name: str,
+             metrics: dict[str, Component], dist: DistContext = DistContext(), save_dir: Path | None = None,
+             suffix: str | None = None, show_progress: bool = False) -> EvalResult:
+    """Run ``predict`` on every sample (batch of one), score it, optionally save the SR image."""
+    from srkit.data.image_io import tensor_to_img, write_image
+
+    indices = list(range(dist.rank, len(dataset), dist.world_size))
+    iterator = indices
+    if show_progress and dist.is_main:
+        from tqdm import tqdm
+        iterator = tqdm(indices, desc=f'Test {dataset_name}', unit='img', leave=False)
+    local: list[tuple[int, dict[str, float | str]]] = []
+    for index in iterator:
+        sample = dataset[index]
+        lq = sample['lq'].unsqueeze(0)
+        sr = predict(lq)
+        name = Path(str(sample.get('lq_path', index))).stem
+        row: dict[str, float | str] = {'image': name}
+        if 'gt' in sample and metrics:
+            gt = sample['gt'].unsqueeze(0)
+            if sr.shape[-2:] != gt.shape[-2:]:
+                raise DataError(f'{dataset_name}: the output for {sample.get("lq_path")} is '
+                                f'{tuple(sr.shape[-2:])} but its ground truth {sample.get("gt_path")} is '
+                                f'{tuple(gt.shape[-2:])} (H, W); check the scale and the LR/HR pairing.')
+            sr_q, gt_q = quantize(sr.cpu()), quantize(gt)
+            for key, comp in metrics.items():
+                args = {k: v for k, v in comp.args.items() if k != 'better'}
+                row[key] = float(METRIC_REGISTRY.get(comp.type)(sr_q, gt_q, **args)[0])
+        if save_dir is not None:
+            out_name = f'{name}_{suffix}.png' if suffix else f'{name}.png'
+            write_image(save_dir / out_name, tensor_to_img(sr[0].cpu()))
+        local.append((index, row))
+    gathered = sorted((item for part in all_gather_objects(local) for item in part), key=lambda item: item[0])
+    result = EvalResult(dataset_name, [row for _, row in gathered])
+    for key in metrics:
+        values = [float(row[key]) for row in result.per_image]
+        result.mean[key] = sum(values) / len(values) if values else math.nan
+    return result

@@ -1,0 +1,261 @@
+"""SRModel: what one training step and one prediction mean for a single-scale SR network.
+
+The model owns the network, its EMA, losses, optimizer, scheduler and AMP scaler, and their state; the
+training loop (srkit.engine.trainer) owns iteration counting, data, validation and checkpoint files.
+Subclasses change a training step by overriding ``compute_losses`` (e.g. ETDS's residual loss).
+"""
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from srkit.archs import arch_spec
+from srkit.models.inference import predict
+from srkit.models.train_options import TrainOptions
+from srkit.utils.checkpoint import load_pretrained
+from srkit.utils.dist import DistContext
+from srkit.utils.errors import OptionError, TrainingError
+from srkit.utils.options import Options
+from srkit.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+
+__all__ = ['SRModel', 'build_network']
+
+logger = logging.getLogger('srkit')
+
+
+def build_network(options: Options) -> nn.Module:
+    comp = options.network_g
+    return ARCH_REGISTRY.get(comp.type)(**comp.args)
+
+
+@MODEL_REGISTRY.register()
+class SRModel:
+    TrainOptions = TrainOptions
+
+    def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
+        self.options = options
+        self.device = device
+        self.dist = dist
+        self.spec = arch_spec(options.network_g.type)
+        self.net_g = build_network(options).to(device)
+        path = options.path
+        if path.pretrain_network_g:
+            load_pretrained(self.net_g, path.pretrain_network_g, param_key=path.param_key_g,
+                            strict=path.strict_load_g, arch_type=options.network_g.type)
+            logger.info('Loaded %s into %s.', path.pretrain_network_g, options.network_g.type)
+        self.train_opt: TrainOptions | None = options.train if options.is_train else None
+        self.ema = None
+        self.nonfinite_total = 0
+        self.nonfinite_streak = 0
+        if self.train_opt is not None:
+            self._setup_training(self.train_opt)
+
+    # ---- set-up -----------------------------------------------------------------------------------------
+    def _setup_training(self, opt: TrainOptions) -> None:
+        from srkit.models.ema import ModelEMA
+        from srkit.optim.optimizers import build_optimizer
+        from srkit.optim.schedulers import get_scheduler_class
+
+        if opt.channels_last:
+            self.net_g = self.net_g.to(memory_format=torch.channels_last)
+        self.net_g.train()
+        self.losses = [(self._loss_label(key, comp.type), LOSS_REGISTRY.get(comp.type)(**comp.args).to(self.device))
+                       for key, comp in opt.all_losses()]
+        self.ema = ModelEMA(self.net_g, decay=opt.ema_decay) if opt.ema_decay > 0 else None
+        self.frozen = self._match_parameters(opt.freeze_params) if opt.freeze_iters > 0 else []
+        self.optimizer = build_optimizer(opt.optim_g.type, [p for p in self.net_g.parameters()], **opt.optim_g.args)
+        self.last_lr = self.optimizer.param_groups[0]['lr']
+        self.scheduler = (get_scheduler_class(opt.scheduler.type)(self.optimizer, **opt.scheduler.args)
+                          if opt.scheduler is not None else None)
+        self.amp_dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(opt.amp)
+        if opt.amp == 'fp16' and self.device.type != 'cuda':
+            raise OptionError('Option "train.amp: fp16" needs a CUDA device; use bf16 on a CPU.')
+        if self.amp_dtype is torch.float16 and not self.spec.fp16_safe:
+            raise OptionError(f'Option "train.amp: fp16": {self.options.network_g.type} is not fp16-safe; use bf16.')
+        self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp_dtype is torch.float16)
+        self.train_net = self.net_g
+        if self.dist.distributed:
+            ids = [self.device.index] if self.device.type == 'cuda' else None
+            self.train_net = nn.parallel.DistributedDataParallel(
+                self.net_g, device_ids=ids, find_unused_parameters=self.options.find_unused_parameters or bool(self.frozen))
+        if opt.compile:
+            self.train_net = torch.compile(self.train_net)
+
+    @staticmethod
+    def _loss_label(key: str, type_name: str) -> str:
+        return 'l_' + (key[:-4] if key.endswith('_opt') else type_name.removesuffix('Loss').lower())
+
+    def _match_parameters(self, patterns: list[str]) -> list[nn.Parameter]:
+        matched = [p for name, p in self.net_g.named_parameters() if any(fnmatch.fnmatch(name, pat) for pat in patterns)]
+        if not matched:
+            names = [n for n, _ in self.net_g.named_parameters()][:5]
+            raise OptionError(f'Option "train.freeze_params": {patterns} match no parameter of '
+                              f'{self.options.network_g.type} (names look like {", ".join(names)}).')
+        return matched
+
+    # ---- training ---------------------------------------------------------------------------------------
+    def set_freeze(self, current_iter: int) -> None:
+        """Freeze the matched parameters for the first ``freeze_iters`` iterations (e.g. train a new tail first)."""
+        if self.frozen:
+            frozen = current_iter <= self.train_opt.freeze_iters
+            for p in self.frozen:
+                p.requires_grad_(not frozen)
+
+    def _warmup_factor(self, current_iter: int) -> float:
+        """Linear warm-up (BasicSR semantics: lr * iter / warmup_iter while iter < warmup_iter)."""
+        warmup = self.train_opt.warmup_iter
+        return current_iter / warmup if 0 < warmup and current_iter < warmup else 1.0
+
+    def current_lr(self) -> float:
+        """The learning rate of the last step (warm-up included)."""
+        return self.last_lr
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        fmt = torch.channels_last if self.train_opt is not None and self.train_opt.channels_last else None
+        out = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, non_blocking=True)
+                if fmt is not None and value.dim() == 4:
+                    value = value.contiguous(memory_format=fmt)
+            out[key] = value
+        return out
+
+    def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named loss terms for one micro-batch; the step sums them."""
+        output = self.train_net(batch['lq'])
+        return {label: loss(output, batch['gt']) for label, loss in self.losses}
+
+    def train_step(self, micro_batches: list[dict[str, Any]], current_iter: int) -> dict[str, float] | None:
+        """One optimizer step over ``micro_batches`` (gradient accumulation); None when it was skipped.
+
+        A non-finite loss or gradient norm skips the step (no parameter, EMA or scheduler change). After
+        ``max_nonfinite_steps`` consecutive skips training stops with TrainingError.
+        """
+        opt = self.train_opt
+        self.set_freeze(current_iter)
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        finite = True
+        for index, batch in enumerate(micro_batches):
+            batch = self.to_device(batch)
+            sync = (contextlib.nullcontext() if index == len(micro_batches) - 1 or not self.dist.distributed
+                    else self.train_net.no_sync())
+            with sync:
+                with self.autocast():
+                    terms = self.compute_losses(batch)
+                total = sum(terms.values())
+                finite = finite and bool(torch.isfinite(total))
+                self.scaler.scale(total / len(micro_batches)).backward()
+            for key, value in terms.items():
+                totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(micro_batches)
+        if finite and opt.grad_clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            norm = nn.utils.clip_grad_norm_(self.net_g.parameters(), opt.grad_clip_norm)
+            finite = bool(torch.isfinite(norm))
+        if self.dist.distributed:  # every rank must take the same decision
+            flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            finite = bool(flag.item() > 0)
+        if not finite:
+            return self._skip_step(current_iter, totals)
+        self.nonfinite_streak = 0
+        self._optimizer_step(self._warmup_factor(current_iter))
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.net_g)
+        return totals
+
+    def _optimizer_step(self, lr_factor: float) -> None:
+        """Step with the scheduled learning rate times ``lr_factor``, leaving the scheduled rate untouched.
+
+        Applying warm-up only around the step keeps chainable schedulers (torch's MultiStepLR) exact.
+        """
+        scheduled = [group['lr'] for group in self.optimizer.param_groups]
+        if lr_factor != 1.0:
+            for group in self.optimizer.param_groups:
+                group['lr'] *= lr_factor
+        self.last_lr = self.optimizer.param_groups[0]['lr']
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        for group, lr in zip(self.optimizer.param_groups, scheduled):
+            group['lr'] = lr
+
+    def _skip_step(self, current_iter: int, totals: dict[str, float]) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_total += 1
+        self.nonfinite_streak += 1
+        limit = self.train_opt.max_nonfinite_steps
+        losses = ', '.join(f'{k}={v}' for k, v in totals.items())
+        logger.warning('Iteration %d: non-finite loss or gradient (%s); step skipped (%d in a row, %d in total, '
+                       'limit %d in a row).', current_iter, losses, self.nonfinite_streak, self.nonfinite_total, limit)
+        if self.nonfinite_streak >= limit:
+            raise TrainingError(f'Training stopped at iteration {current_iter}: {self.nonfinite_streak} consecutive '
+                                f'steps had non-finite losses or gradients (train.max_nonfinite_steps = {limit}). '
+                                'Lower the learning rate or enable train.grad_clip_norm; the last saved checkpoint '
+                                'is intact.')
+        return None
+
+    # ---- inference --------------------------------------------------------------------------------------
+    def inference_network(self, use_ema: bool = True) -> nn.Module:
+        return self.ema.module if (use_ema and self.ema is not None) else self.net_g
+
+    @property
+    def out_scale(self) -> int:
+        return 1 if self.spec.same_size_output else self.options.scale
+
+    @torch.no_grad()
+    def predict(self, lq: torch.Tensor, *, use_ema: bool = True, tile: int = 0, overlap: int = 16,
+                ensemble: bool = False) -> torch.Tensor:
+        net = self.inference_network(use_ema)
+        was_training = net.training
+        net.eval()
+        try:
+            with self.autocast() if self.train_opt is not None else contextlib.nullcontext():
+                out = predict(net, lq.to(self.device), self.out_scale, multiple=self.spec.pad_multiple,
+                              min_size=self.spec.min_size, tile=tile, overlap=overlap, ensemble=ensemble)
+        finally:
+            net.train(was_training)
+        return out.float()
+
+    # ---- state ------------------------------------------------------------------------------------------
+    def network_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        state = {'params': _cpu_state(self.net_g)}
+        if self.ema is not None:
+            state['params_ema'] = _cpu_state(self.ema.module)
+        return state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            'network': self.network_state(),
+            'optimizer': self.optimizer.state_dict(),
+            'scheduler': self.scheduler.state_dict() if self.scheduler is not None else None,
+            'ema': self.ema.state_dict() if self.ema is not None else None,
+            'scaler': self.scaler.state_dict(),
+            'nonfinite': [self.nonfinite_total, self.nonfinite_streak],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net_g.load_state_dict(state['network']['params'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        if self.scheduler is not None and state.get('scheduler') is not None:
+            self.scheduler.load_state_dict(state['scheduler'])
+        if self.ema is not None and state.get('ema') is not None:
+            self.ema.load_state_dict(state['ema'])
+        self.scaler.load_state_dict(state['scaler'])
+        self.nonfinite_total, self.nonfinite_streak = state.get('nonfinite', [0, 0])
+
+
+def _cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}

@@ -1,0 +1,42 @@
+"""Optimizers by name: srkit's registry first, then any ``torch.optim`` optimizer class.
+
+No if-chain: an option file's ``type: AdamW`` resolves through this one look-up, and an unknown name
+fails with the closest valid one.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from srkit.utils.registry import OPTIMIZER_REGISTRY, RegistryError, closest_name
+
+__all__ = ['get_optimizer_class', 'build_optimizer']
+
+# The ones BasicSR-style option files use, registered so they are listed and looked up first.
+for _cls in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
+    OPTIMIZER_REGISTRY.register(_cls)
+
+
+def _torch_optimizers() -> dict[str, type]:
+    return {name: obj for name, obj in vars(torch.optim).items()
+            if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer}
+
+
+def get_optimizer_class(name: str) -> type:
+    """The optimizer class called ``name``; raises RegistryError naming the closest valid name."""
+    if name in OPTIMIZER_REGISTRY:
+        return OPTIMIZER_REGISTRY.get(name)
+    available = _torch_optimizers()
+    if name in available:
+        return available[name]
+    known = sorted(set(OPTIMIZER_REGISTRY.names()) | set(available))
+    hint = closest_name(name, known)
+    raise RegistryError(f'No optimizer called "{name}".{f" Did you mean {hint!r}?" if hint else ""} '
+                        f'Known: {", ".join(known)}.')
+
+
+def build_optimizer(name: str, params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:
+    """Construct the optimizer ``name`` over ``params`` (tensors or param-group dicts)."""
+    return get_optimizer_class(name)(params, **kwargs)

@@ -1,0 +1,123 @@
+"""Learning-rate schedulers, stepped once per iteration, and BasicSR's linear warm-up.
+
+BasicSR's two restart schedulers are reimplemented in closed form: the rate at iteration t depends only
+on t and the initial rates, so a resume (or a warm-up that overwrote ``group['lr']``) can never leave a
+stale rate behind. Any ``torch.optim.lr_scheduler`` class can also be named.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from torch.optim import Optimizer, lr_scheduler
+
+from srkit.utils.errors import OptionError
+from srkit.utils.registry import SCHEDULER_REGISTRY, RegistryError, closest_name
+
+__all__ = ['MultiStepRestartLR', 'CosineAnnealingRestartLR', 'get_scheduler_class', 'build_scheduler',
+           'warmup_lr']
+
+
+@SCHEDULER_REGISTRY.register
+class MultiStepRestartLR(lr_scheduler.LRScheduler):
+    """Multiply the rate by ``gamma`` at each milestone; at a restart, reset it to initial * weight.
+
+    Same rates as BasicSR's: a milestone that coincides with a restart is ignored, milestones may repeat
+    (each occurrence multiplies once), and before the first restart the weight is 1.
+    """
+
+    def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
+                 restarts: Sequence[int] = (0,), restart_weights: Sequence[float] = (1,)) -> None:
+        if len(restarts) != len(restart_weights):
+            raise OptionError(f'MultiStepRestartLR: restarts ({len(restarts)}) and restart_weights '
+                              f'({len(restart_weights)}) must have the same length.')
+        self.milestones = sorted(milestones)
+        self.gamma = gamma
+        self.restarts = list(restarts)
+        self.restart_weights = list(restart_weights)
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        weight, since = 1.0, -1  # before any restart: milestones from iteration 0 on count
+        for restart, restart_weight in zip(self.restarts, self.restart_weights):
+            if since < restart <= step:
+                weight, since = restart_weight, restart
+        decays = bisect.bisect_right(self.milestones, step) - bisect.bisect_right(self.milestones, since)
+        return [base_lr * weight * self.gamma**decays for base_lr in self.base_lrs]
+
+
+@SCHEDULER_REGISTRY.register
+class CosineAnnealingRestartLR(lr_scheduler.LRScheduler):
+    """Cosine annealing from initial * weight to ``eta_min`` over each of ``periods`` (BasicSR's rates).
+
+    Past the sum of the periods the rate stays at ``eta_min`` (BasicSR fails there).
+    """
+
+    def __init__(self, optimizer: Optimizer, periods: Sequence[int], restart_weights: Sequence[float] = (1,),
+                 eta_min: float = 0.0) -> None:
+        if len(periods) != len(restart_weights):
+            raise OptionError(f'CosineAnnealingRestartLR: periods ({len(periods)}) and restart_weights '
+                              f'({len(restart_weights)}) must have the same length.')
+        if not periods or min(periods) <= 0:
+            raise OptionError('CosineAnnealingRestartLR: periods must be positive iteration counts; '
+                              f'got {list(periods)}.')
+        self.periods = list(periods)
+        self.restart_weights = list(restart_weights)
+        self.eta_min = eta_min
+        self.cumulative_periods = [sum(self.periods[:i + 1]) for i in range(len(self.periods))]
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        if step > self.cumulative_periods[-1]:
+            return [self.eta_min for _ in self.base_lrs]
+        index = bisect.bisect_left(self.cumulative_periods, step)  # first period whose end is >= step
+        start = self.cumulative_periods[index - 1] if index else 0
+        cosine = 0.5 * (1 + math.cos(math.pi * (step - start) / self.periods[index]))
+        weight = self.restart_weights[index]
+        return [self.eta_min + weight * (base_lr - self.eta_min) * cosine for base_lr in self.base_lrs]
+
+
+# Needs a validation metric at every step, which a per-iteration loop does not have.
+_UNSUITABLE = {'ReduceLROnPlateau': 'it must be stepped with a validation metric, and srkit steps '
+                                    'schedulers once per iteration without one'}
+
+
+def _torch_schedulers() -> dict[str, type]:
+    return {name: obj for name, obj in vars(lr_scheduler).items()
+            if isinstance(obj, type) and issubclass(obj, lr_scheduler.LRScheduler)
+            and not name.startswith('_') and name != 'LRScheduler' and name not in _UNSUITABLE}
+
+
+def get_scheduler_class(name: str) -> type:
+    """The scheduler class called ``name`` (srkit's first, then torch's); RegistryError otherwise."""
+    if name in SCHEDULER_REGISTRY:
+        return SCHEDULER_REGISTRY.get(name)
+    if name in _UNSUITABLE:
+        raise RegistryError(f'Scheduler "{name}" cannot be used: {_UNSUITABLE[name]}.')
+    available = _torch_schedulers()
+    if name in available:
+        return available[name]
+    known = sorted(set(SCHEDULER_REGISTRY.names()) | set(available))
+    hint = closest_name(name, known)
+    raise RegistryError(f'No scheduler called "{name}".{f" Did you mean {hint!r}?" if hint else ""} '
+                        f'Known: {", ".join(known)}.')
+
+
+def build_scheduler(name: str, optimizer: Optimizer, **kwargs: Any) -> lr_scheduler.LRScheduler:
+    """Construct the scheduler ``name`` for ``optimizer``; build it before loading a resumed state."""
+    return get_scheduler_class(name)(optimizer, **kwargs)
+
+
+def warmup_lr(base_lrs: Sequence[float], current_iter: int, warmup_iter: int) -> list[float]:
+    """BasicSR's linear warm-up: ``base * current_iter / warmup_iter`` while current_iter < warmup_iter.
+
+    From ``warmup_iter`` on (or when ``warmup_iter <= 0``, BasicSR's "no warm-up") the factor is 1; the
+    caller applies the result only during warm-up and leaves the scheduler's rate alone afterwards.
+    """
+    if warmup_iter <= 0 or current_iter >= warmup_iter:
+        return list(base_lrs)
+    return [base_lr * current_iter / warmup_iter for base_lr in base_lrs]

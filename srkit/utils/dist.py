@@ -1,0 +1,102 @@
+"""torch.distributed set-up and the few collectives srkit needs; every helper is a no-op in one process.
+
+Launchers: ``none`` (one process), ``pytorch`` (torchrun: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT
+from the environment) and ``slurm`` (srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, the first host of
+SLURM_NODELIST as master). nccl on CUDA, gloo on CPU.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+
+from srkit.utils.errors import SrkitError
+
+__all__ = ['DistContext', 'init_distributed', 'barrier', 'all_gather_objects', 'broadcast_object', 'cleanup']
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(launcher: str, backend: str | None = None, port: int = 29500,
+                     timeout_s: int = 600) -> DistContext:
+    if launcher == 'none':
+        return DistContext()
+    if launcher == 'pytorch':
+        env = _require_env(('RANK', 'WORLD_SIZE', 'LOCAL_RANK'), 'torchrun')
+        rank, world, local = int(env['RANK']), int(env['WORLD_SIZE']), int(env['LOCAL_RANK'])
+    elif launcher == 'slurm':
+        env = _require_env(('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID', 'SLURM_NODELIST'), 'srun')
+        rank, world, local = int(env['SLURM_PROCID']), int(env['SLURM_NTASKS']), int(env['SLURM_LOCALID'])
+        os.environ.setdefault('MASTER_ADDR', _first_slurm_host(env['SLURM_NODELIST']))
+        os.environ.setdefault('MASTER_PORT', str(port))
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
+    else:
+        raise SrkitError(f'--launcher must be none, pytorch or slurm, got {launcher!r}.')
+    use_cuda = torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local % torch.cuda.device_count())
+    torch_dist.init_process_group(backend or ('nccl' if use_cuda else 'gloo'), rank=rank, world_size=world,
+                                  timeout=datetime.timedelta(seconds=timeout_s))
+    return DistContext(rank, world, local)
+
+
+def _require_env(names: tuple[str, ...], tool: str) -> dict[str, str]:
+    missing = [n for n in names if n not in os.environ]
+    if missing:
+        raise SrkitError(f'This launcher expects {", ".join(missing)} in the environment: start the job with '
+                         f'{tool}.')
+    return {n: os.environ[n] for n in names}
+
+
+def _first_slurm_host(nodelist: str) -> str:
+    try:
+        out = subprocess.run(['scontrol', 'show', 'hostnames', nodelist], capture_output=True, text=True,
+                             check=True, timeout=30).stdout.split()
+        return out[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return nodelist.split(',')[0].split('[')[0]
+
+
+def barrier() -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order ([obj] in one process)."""
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return [obj]
+    gathered: list[Any] = [None] * torch_dist.get_world_size()
+    torch_dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return obj
+    holder = [obj]
+    torch_dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def cleanup() -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
