@@ -30,15 +30,26 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def user_message(exc: BaseException) -> str:
+    """The user's message; an error re-raised from a DataLoader worker carries the worker's traceback as
+    text, of which only the original message is kept."""
+    text = str(exc)
+    if 'Original Traceback' in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(': ', 1)[1] if ': ' in last else last
+    return text
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run ``main``; a user error prints one clear message and exits non-zero, without a traceback."""
     try:
         main()
     except SrkitError as exc:
-        print(f'srkit: error: {exc}', file=sys.stderr)
+        message = user_message(exc)
+        print(f'srkit: error: {message}', file=sys.stderr)
         for handler in logging.getLogger('srkit').handlers:
             if isinstance(handler, logging.FileHandler):
-                handler.handle(logging.makeLogRecord({'msg': f'error: {exc}', 'levelno': logging.ERROR,
+                handler.handle(logging.makeLogRecord({'msg': f'error: {message}', 'levelno': logging.ERROR,
                                                       'levelname': 'ERROR', 'name': 'srkit'}))
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:

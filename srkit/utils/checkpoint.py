@@ -122,9 +122,13 @@ def load_pretrained(net: torch.nn.Module, path: str | Path, *, param_key: str | 
     Returns the report ``{'missing': [...], 'unexpected': [...], 'mismatched': [...]}``. With ``strict``,
     any difference is a CheckpointError naming the first mismatched key and both shapes.
     """
-    from srkit.archs.official_weights import adapt_official_state_dict
+    from srkit.archs.official_weights import adapt_official_state_dict, strip_prefix
     state = extract_state_dict(load_checkpoint_file(path), param_key, str(path))
-    state = adapt_official_state_dict(arch_type, state, net) if arch_type else state
+    if arch_type:
+        state = adapt_official_state_dict(arch_type, state)
+    else:
+        for prefix in ('module.', 'model.'):
+            state = strip_prefix(state, prefix)
     own = net.state_dict()
     report = {
         'missing': [k for k in own if k not in state],
@@ -139,7 +143,8 @@ def load_pretrained(net: torch.nn.Module, path: str | Path, *, param_key: str | 
     if strict and (report['missing'] or report['unexpected']):
         parts = [f'{len(report[k])} {k} keys, first "{report[k][0]}"' for k in ('missing', 'unexpected') if report[k]]
         raise CheckpointError(f'Checkpoint {path} does not fit {arch_type or type(net).__name__}: '
-                              f'{"; ".join(parts)}. Set path.strict_load_g: false to load the matching keys only.')
+                              f'{"; ".join(parts)} (a checkpoint for another variant or scale?). '
+                              'Set path.strict_load_g: false to load the matching keys only.')
     loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
     net.load_state_dict(loadable, strict=False)
     for kind, keys in report.items():

@@ -13,6 +13,23 @@ __all__ = ['setup_logger', 'ProgressLog', 'TensorboardWriter', 'format_seconds']
 LOGGER_NAME = 'srkit'
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is now (it may be replaced after set-up, e.g. by a test runner)."""
+
+    _srkit_console = True
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logger(log_file: str | Path | None = None, is_main: bool = True) -> logging.Logger:
     """The 'srkit' logger: console and (main process) file output; other ranks log errors only."""
     logger = logging.getLogger(LOGGER_NAME)
@@ -20,9 +37,8 @@ def setup_logger(log_file: str | Path | None = None, is_main: bool = True) -> lo
     logger.propagate = False
     fmt = logging.Formatter('%(asctime)s %(levelname)s: %(message)s', datefmt='%Y-%m-%d %H:%M:%S')
     if not any(getattr(h, '_srkit_console', False) for h in logger.handlers):
-        console = logging.StreamHandler(sys.stdout)
+        console = _ConsoleHandler()
         console.setFormatter(fmt)
-        console._srkit_console = True  # type: ignore[attr-defined]
         logger.addHandler(console)
     for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
         logger.removeHandler(handler)

@@ -43,7 +43,8 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[i
     onnx = _require('onnx')
     path = Path(path)
     param = next(net.parameters(), None)
-    example = torch.rand(*input_shape, device=param.device if param is not None else 'cpu')
+    example = torch.rand(*input_shape, generator=torch.Generator().manual_seed(0))  # global RNG untouched
+    example = example.to(param.device if param is not None else 'cpu')
     was_training = net.training
     net.eval()
     try:
@@ -75,13 +76,15 @@ def verify_onnx(net: nn.Module, path: str | os.PathLike, inputs: torch.Tensor | 
     ort = _require('onnxruntime')
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     batches = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+    param = next(net.parameters(), None)
+    device = param.device if param is not None else torch.device('cpu')
     was_training = net.training
     net.eval()
     diffs = []
     try:
         with torch.no_grad():
             for batch in batches:
-                expected = net(batch).float().cpu().numpy()
+                expected = net(batch.to(device)).float().cpu().numpy()
                 try:
                     got = session.run([OUTPUT_NAME], {INPUT_NAME: batch.float().cpu().numpy()})[0]
                 except ort.capi.onnxruntime_pybind11_state.InvalidArgument as exc:  # e.g. a static file

@@ -1,0 +1,108 @@
+"""Convert an ETDS training-form checkpoint (two streams) into the plain ETDSForInference form.
+
+    python scripts/convert_etds.py --input net_g_latest.pth --output ETDS_M6C32_x4_plain.pth
+
+The network shape is read from the checkpoint; --arch, or --num-block/--num-feat/--scale, state what you
+expect and make a different checkpoint an error. The output (``{'params': ...}``) is written only after
+the converted network has matched the training form within --atol, and never over an existing file
+unless --force is given.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from srkit.archs.etds_arch import ETDS
+from srkit.archs.etds_convert import convert_etds, etds_hyperparams, save_params
+from srkit.utils.checkpoint import extract_state_dict, load_checkpoint_file
+from srkit.utils.errors import CheckpointError, DataError, SrkitError
+from srkit.utils.registry import ARCH_REGISTRY, RegistryError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--input', required=True, type=Path, help='training-form ETDS checkpoint')
+    parser.add_argument('--output', required=True, type=Path, help='where to write the plain-form checkpoint')
+    parser.add_argument('--arch', help='expected training-form preset, e.g. ETDS_M6C32')
+    parser.add_argument('--num-block', type=int, help='expected number of blocks')
+    parser.add_argument('--num-feat', type=int, help='expected total width (backbone + residual channels)')
+    parser.add_argument('--scale', type=int, help='expected upscaling factor')
+    parser.add_argument('--param-key', help="checkpoint entry to convert (default: 'params_ema', else "
+                        "'params', else the file is a raw state dict)")
+    parser.add_argument('--image', type=Path, help='a real LR image to check the conversion on as well')
+    parser.add_argument('--atol', type=float, default=1e-5, help='largest output difference accepted')
+    parser.add_argument('--force', action='store_true', help='replace --output if it exists')
+    return parser.parse_args(argv)
+
+
+def load_state(path: Path, param_key: str | None) -> dict[str, torch.Tensor]:
+    """The state dict inside a BasicSR-style or raw checkpoint, without DataParallel's ``module.``."""
+    state = extract_state_dict(load_checkpoint_file(path), param_key, str(path))
+    return {k.removeprefix('module.'): v for k, v in state.items()}
+
+
+def expected_shape(args: argparse.Namespace) -> dict[str, int]:
+    """The hyperparameters the user named (from --arch and/or the explicit flags)."""
+    expected = {}
+    if args.arch:
+        try:
+            factory = ARCH_REGISTRY.get(args.arch)
+        except RegistryError as exc:
+            raise SrkitError(f'--arch: {exc}') from exc
+        net = None if isinstance(factory, type) else factory(upscale=args.scale or 4)
+        if not isinstance(net, ETDS):
+            raise SrkitError(f'--arch {args.arch} is not an ETDS training-form preset (e.g. ETDS_M6C32).')
+        expected = {k: v for k, v in etds_hyperparams(net.state_dict()).items() if k in ('num_block', 'num_feat')}
+    for key, value in (('num_block', args.num_block), ('num_feat', args.num_feat), ('upscale', args.scale)):
+        if value is not None:
+            expected[key] = value
+    return expected
+
+
+def read_image(path: Path) -> torch.Tensor:
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert('RGB'), dtype=np.float32) / 255
+    except OSError as exc:
+        raise DataError(f'{path}: cannot read the image ({exc}).') from exc
+    return torch.from_numpy(array).permute(2, 0, 1)[None]
+
+
+def convert_file(args: argparse.Namespace) -> dict[str, int]:
+    """Check, convert and write; returns the network's hyperparameters."""
+    expected = expected_shape(args)
+    state = load_state(args.input, args.param_key)
+    image = read_image(args.image) if args.image else None
+    try:
+        found = etds_hyperparams(state)
+        wrong = {k: (v, found[k]) for k, v in expected.items() if found[k] != v}
+        if wrong:
+            detail = ', '.join(f'{k}: expected {e}, found {f}' for k, (e, f) in wrong.items())
+            raise CheckpointError(f'not the network you named ({detail}).')
+        plain = convert_etds(state, check_image=image, atol=args.atol)
+    except CheckpointError as exc:
+        raise CheckpointError(f'{args.input}: {exc}') from exc
+    save_params(plain, args.output, overwrite=args.force)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.output.exists() and not args.force:
+            raise CheckpointError(f'{args.output} exists; pass --force to replace it.')
+        found = convert_file(args)
+    except SrkitError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    print(f'wrote {args.output} (ETDSForInference, ' + ', '.join(f'{k}={v}' for k, v in found.items()) + ')')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

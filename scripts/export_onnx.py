@@ -1,0 +1,94 @@
+"""Export a registered architecture with its weights to ONNX, then check the file in onnxruntime.
+
+    python scripts/export_onnx.py --arch ETDSForInference_M6C32 --scale 4 \\
+        --weights ETDS_M6C32_x4.pth --output etds_m6c32_x4.onnx
+
+The network is built as ``ARCH_REGISTRY.get(arch)(upscale=scale)`` (presets take only the scale). The
+file accepts any input height and width unless --static is given; it is compared with PyTorch at
+--height x --width and at a second, odd size before the command reports success.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from srkit.archs import arch_spec
+from srkit.utils.checkpoint import extract_state_dict, load_checkpoint_file
+from srkit.utils.errors import CheckpointError, SrkitError
+from srkit.utils.onnx_export import export_onnx, verify_onnx
+from srkit.utils.registry import ARCH_REGISTRY, RegistryError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--arch', required=True, help='registered architecture or preset name')
+    parser.add_argument('--scale', required=True, type=int, help='upscaling factor')
+    parser.add_argument('--weights', required=True, type=Path, help='checkpoint ({params}, {params_ema} or raw)')
+    parser.add_argument('--output', required=True, type=Path, help='the .onnx file to write')
+    parser.add_argument('--height', type=int, default=64, help='example input height')
+    parser.add_argument('--width', type=int, default=64, help='example input width')
+    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--static', action='store_true', help='fix the input size to --height x --width')
+    parser.add_argument('--param-key', help="checkpoint entry to load (default: 'params_ema', else 'params', "
+                        'else the file is a raw state dict)')
+    parser.add_argument('--atol', type=float, default=1e-4, help='largest ONNX/PyTorch difference accepted')
+    parser.add_argument('--force', action='store_true', help='replace --output if it exists')
+    return parser.parse_args(argv)
+
+
+def load_weights(net: torch.nn.Module, arch: str, scale: int, path: Path, param_key: str | None) -> None:
+    """Load strictly, unwrapping BasicSR's entries, ``module.`` prefixes and the arch's official key map."""
+    state = extract_state_dict(load_checkpoint_file(path), param_key, str(path))
+    state = {k.removeprefix('module.'): v for k, v in state.items()}
+    official_keys = arch_spec(arch).official_keys
+    if official_keys is not None:
+        state = official_keys(state)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f'{path} does not fit {arch} at x{scale}: {exc}') from exc
+
+
+def export(args: argparse.Namespace) -> float:
+    """Build, load, export and verify; returns the largest ONNX/PyTorch difference."""
+    if args.output.exists() and not args.force:
+        raise SrkitError(f'{args.output} exists; pass --force to replace it.')
+    try:
+        factory = ARCH_REGISTRY.get(args.arch)
+    except RegistryError as exc:
+        raise SrkitError(f'--arch: {exc}') from exc
+    if not arch_spec(args.arch).supports_scale(args.scale):
+        raise SrkitError(f'--scale {args.scale}: {args.arch} supports {arch_spec(args.arch).scales}.')
+    net = factory(upscale=args.scale).eval()
+    load_weights(net, args.arch, args.scale, args.weights, args.param_key)
+    shape = (1, 3, args.height, args.width)
+    checks = [torch.rand(shape)]
+    if not args.static:
+        checks.append(torch.rand(1, 3, args.height + 7, args.width + 3))
+    unverified = args.output.with_name(f'.{args.output.name}.{os.getpid()}.unverified')
+    try:  # the output appears only once onnxruntime agrees with PyTorch
+        export_onnx(net, unverified, shape, opset=args.opset, dynamic_hw=not args.static)
+        diff = verify_onnx(net, unverified, checks, atol=args.atol)
+        os.replace(unverified, args.output)
+    finally:
+        unverified.unlink(missing_ok=True)
+    return diff
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        diff = export(args)
+    except SrkitError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    print(f'wrote {args.output}; onnxruntime matches PyTorch within {diff:.2e}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

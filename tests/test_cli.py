@@ -1,0 +1,122 @@
+"""Entry points on bad input: one clear message naming the file or key, a non-zero exit, no traceback."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srkit.data.image_io import write_image
+from training_helpers import TINY_TRAIN, make_images
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, opt: Path, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / 'srkit' / script), '-opt', str(opt), *extra], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture
+def tiny_yml(tmp_path):
+    make_images(tmp_path / 'hr', 3)
+    make_images(tmp_path / 'val', 1, seed=1)
+    path = tmp_path / 'tiny.yml'
+    path.write_text(TINY_TRAIN.format(root=tmp_path))
+    return path
+
+
+def test_option_errors(tmp_path, tiny_yml):
+    bad = tmp_path / 'bad.yml'
+    bad.write_text('name: x\n  scale: 2\n')
+    assert_clean_failure(run('train.py', bad, cwd=tmp_path), 'bad.yml', 'malformed YAML')
+    result = run('train.py', tiny_yml, '--force_yml', 'train.optim_g.lrr=0.1', cwd=tmp_path)
+    assert_clean_failure(result, 'tiny.yml', '"train.optim_g.lrr"', 'Did you mean "train.optim_g.lr"')
+
+
+def test_missing_data_root(tmp_path, tiny_yml):
+    result = run('train.py', tiny_yml, '--force_yml', f'datasets.train.dataroot_gt={tmp_path}/nope', cwd=tmp_path)
+    assert_clean_failure(result, str(tmp_path / 'nope'))
+
+
+def test_lr_hr_mismatch_names_both_files(tmp_path):
+    make_images(tmp_path / 'gt', 1, size=(48, 48))
+    make_images(tmp_path / 'lq', 1, size=(20, 24))
+    opt = tmp_path / 'test.yml'
+    opt.write_text(f'''
+name: mismatch
+scale: 2
+datasets:
+  test_1: {{name: pairs, type: PairedImageDataset, dataroot_gt: {tmp_path}/gt, dataroot_lq: {tmp_path}/lq}}
+network_g: {{type: EDSR_tiny, upscale: 2}}
+path: {{results_root: {tmp_path}/results}}
+val:
+  metrics: {{psnr: {{type: calculate_psnr, crop_border: 2}}}}
+''')
+    result = run('test.py', opt, cwd=tmp_path)
+    assert_clean_failure(result, 'img00.png', '48', '20')
+
+
+def test_checkpoint_for_another_scale_is_refused(tmp_path):
+    from srkit.utils.registry import ARCH_REGISTRY
+    torch.save({'params': ARCH_REGISTRY.get('EDSR_tiny')(upscale=4).state_dict()}, tmp_path / 'x4.pth')
+    make_images(tmp_path / 'hr', 1)
+    opt = tmp_path / 'test.yml'
+    opt.write_text(f'''
+name: wrong_scale
+scale: 2
+datasets:
+  test_1: {{name: hr, type: HRBicubicDataset, dataroot_gt: {tmp_path}/hr}}
+network_g: {{type: EDSR_tiny, upscale: 2}}
+path: {{pretrain_network_g: {tmp_path}/x4.pth, results_root: {tmp_path}/results}}
+''')
+    result = run('test.py', opt, cwd=tmp_path)
+    assert_clean_failure(result, 'x4.pth', 'upsample.2.weight', 'a checkpoint for another variant or scale')
+
+
+def test_corrupt_training_image_names_the_file(tmp_path, tiny_yml):
+    (tmp_path / 'hr' / 'img01.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 40)
+    result = run('train.py', tiny_yml, '--force_yml', 'datasets.train.num_worker_per_gpu=1', cwd=tmp_path)
+    assert_clean_failure(result, 'img01.png')
+
+
+def test_test_py_writes_tables_and_never_overwrites(tmp_path):
+    from srkit.utils.registry import ARCH_REGISTRY
+    torch.manual_seed(0)
+    torch.save({'params': ARCH_REGISTRY.get('EDSR_tiny')(upscale=2).state_dict()}, tmp_path / 'w.pth')
+    make_images(tmp_path / 'hr', 2)
+    opt = tmp_path / 'test.yml'
+    opt.write_text(f'''
+name: tables
+scale: 2
+datasets:
+  test_1: {{name: setA, type: HRBicubicDataset, dataroot_gt: {tmp_path}/hr}}
+network_g: {{type: EDSR_tiny, upscale: 2}}
+path: {{pretrain_network_g: {tmp_path}/w.pth, results_root: {tmp_path}/results}}
+val:
+  save_img: true
+  metrics:
+    psnr: {{type: calculate_psnr, crop_border: 2, test_y_channel: true}}
+    ssim: {{type: calculate_ssim, crop_border: 2, test_y_channel: true}}
+''')
+    first = run('test.py', opt, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    import json
+    data = json.loads((tmp_path / 'results' / 'results.json').read_text())
+    rows = data['datasets'][0]['per_image']
+    assert [r['image'] for r in rows] == ['img00', 'img01']
+    assert data['datasets'][0]['mean']['psnr'] == pytest.approx(np.mean([r['psnr'] for r in rows]))
+    assert '| setA |' in (tmp_path / 'results' / 'results.md').read_text()
+    assert (tmp_path / 'results' / 'results.csv').read_text().startswith('dataset,image,psnr,ssim')
+    assert len(list((tmp_path / 'results' / 'visualization' / 'setA').glob('*.png'))) == 2
+    second = run('test.py', opt, cwd=tmp_path)
+    assert second.returncode == 0
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith('results_archived_')]) == 1

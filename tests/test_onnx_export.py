@@ -1,0 +1,96 @@
+"""ONNX export: onnxruntime matches PyTorch within 1e-4, at any input size when exported dynamic."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import REPO
+from srkit.archs.etds_arch import ETDS, ETDSForInference
+from srkit.utils.errors import SrkitError
+from srkit.utils.onnx_export import export_onnx, verify_onnx
+
+pytest.importorskip('onnx', reason='ONNX export tests need the onnx package')
+pytest.importorskip('onnxruntime', reason='ONNX export tests need onnxruntime')
+
+
+def _plain_etds(scale: int) -> ETDSForInference:
+    torch.manual_seed(scale)
+    net = ETDSForInference(upscale=scale, num_block=2, num_feat=16)
+    with torch.no_grad():
+        net.conv_last.bias.add_(0.5)  # some outputs clamp at 0 or 1, some do not
+    return net.eval()
+
+
+@pytest.mark.parametrize('scale', [3, 4])
+def test_plain_etds_matches_at_several_sizes(tmp_path: Path, scale):
+    net = _plain_etds(scale)
+    path = export_onnx(net, tmp_path / 'etds.onnx', (1, 3, 16, 16))
+    sizes = [torch.rand(1, 3, 16, 16), torch.rand(1, 3, 23, 9), torch.rand(1, 3, 40, 33)]
+    assert verify_onnx(net, path, sizes, atol=1e-4) <= 1e-4
+
+
+def _input_dims(path: Path) -> list:
+    import onnx
+    return [d.dim_value or d.dim_param for d in onnx.load(path).graph.input[0].type.tensor_type.shape.dim]
+
+
+def test_conv_only_net_static_and_dynamic_axes(tmp_path: Path):
+    import onnx
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
+    static = export_onnx(net, tmp_path / 'static.onnx', (1, 3, 12, 20), dynamic_hw=False)
+    dynamic = export_onnx(net, tmp_path / 'dynamic.onnx', (1, 3, 12, 20), opset=13)
+    assert _input_dims(static) == [1, 3, 12, 20]
+    assert _input_dims(dynamic)[:2] == [1, 3] and all(isinstance(d, str) for d in _input_dims(dynamic)[2:])
+    assert onnx.load(dynamic).opset_import[0].version == 13
+    assert verify_onnx(net, static, torch.rand(1, 3, 12, 20)) <= 1e-4
+    with pytest.raises(SrkitError, match=r'does not accept an input of shape \(1, 3, 7, 31\)'):
+        verify_onnx(net, static, torch.rand(1, 3, 7, 31))
+    assert verify_onnx(net, dynamic, [torch.rand(1, 3, 7, 31)]) <= 1e-4
+
+
+def test_verify_fails_when_the_file_is_not_the_network(tmp_path: Path):
+    net = _plain_etds(4)
+    path = export_onnx(net, tmp_path / 'etds.onnx', (1, 3, 8, 8))
+    with torch.no_grad():
+        net.conv_first.bias.add_(0.3)
+    with pytest.raises(SrkitError, match='differs from PyTorch'):
+        verify_onnx(net, path, torch.rand(1, 3, 8, 8))
+
+
+def test_tuple_output_is_refused_and_nothing_is_written(tmp_path: Path):
+    with pytest.raises(SrkitError, match='convert_etds'):
+        export_onnx(ETDS(upscale=2, num_block=1, num_feat=8), tmp_path / 'train.onnx', (1, 3, 8, 8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_package_is_named(tmp_path: Path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # makes `import onnxruntime` fail
+    with pytest.raises(SrkitError, match='"onnxruntime"'):
+        verify_onnx(nn.Identity(), tmp_path / 'x.onnx', torch.rand(1, 3, 4, 4))
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location('export_onnx_cli', REPO / 'scripts' / 'export_onnx.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_loads_wrapped_weights_exports_and_keeps_existing_files(tmp_path: Path, capsys):
+    net = ETDSForInference(upscale=2, num_block=5, num_feat=16)
+    weights, output = tmp_path / 'w.pth', tmp_path / 'etds.onnx'
+    torch.save({'params_ema': net.state_dict(), 'params': {}}, weights)
+    args = ['--arch', 'ETDSForInference_M5C16', '--scale', '2', '--weights', str(weights), '--output', str(output),
+            '--height', '12', '--width', '10']
+    cli = _cli()
+    assert cli.main(args) == 0
+    assert verify_onnx(net.eval(), output, torch.rand(1, 3, 5, 17)) <= 1e-4
+    written = output.read_bytes()
+    assert cli.main(args) == 1 and 'exists' in capsys.readouterr().err
+    assert output.read_bytes() == written
+    assert cli.main(args[:3] + ['3'] + args[4:] + ['--force']) == 1  # x2 weights do not fit x3
+    assert 'does not fit' in capsys.readouterr().err
+    assert output.read_bytes() == written and sorted(p.name for p in tmp_path.iterdir()) == ['etds.onnx', 'w.pth']

@@ -1,0 +1,99 @@
+"""The training loop: checkpoints, exact resume, folders that are never overwritten, the NaN guard."""
+import pytest
+import torch
+
+from srkit.engine.trainer import Trainer
+from srkit.utils.checkpoint import load_checkpoint_file
+from srkit.utils.dist import DistContext
+from srkit.utils.errors import TrainingError
+from training_helpers import tiny_options
+
+
+def final_weights(root):
+    return load_checkpoint_file(root / 'exp' / 'models' / 'net_g_latest.pth')
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
+    straight, stopped = tmp_path / 'a', tmp_path / 'b'
+    Trainer(tiny_options(straight), DistContext()).train()
+
+    original = Trainer.__init__
+    real_step = None
+
+    def interrupting_init(self, *args, **kwargs):
+        nonlocal real_step
+        original(self, *args, **kwargs)
+        real_step = self.model.train_step
+
+        def step(micro, it):
+            if it == 7:  # after the checkpoint at 4: iterations 5-6 are lost and redone
+                raise KeyboardInterrupt
+            return real_step(micro, it)
+
+        self.model.train_step = step
+
+    monkeypatch.setattr(Trainer, '__init__', interrupting_init)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_options(stopped), DistContext()).train()
+    monkeypatch.setattr(Trainer, '__init__', original)
+    assert (stopped / 'exp' / 'training_states' / '4.state').exists()
+    assert not (stopped / 'exp' / 'training_states' / '8.state').exists()
+
+    resumed = Trainer(tiny_options(stopped), DistContext(), auto_resume=True)
+    assert resumed.state.iteration == 4
+    resumed.train()
+    a, b = final_weights(straight), final_weights(stopped)
+    for key in ('params', 'params_ema'):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f'{key}.{name} differs after resume'
+    best_a = load_checkpoint_file(straight / 'exp' / 'training_states' / '12.state')['loop']['best']
+    best_b = load_checkpoint_file(stopped / 'exp' / 'training_states' / '12.state')['loop']['best']
+    assert best_a == best_b
+
+
+def test_existing_experiment_is_archived_not_overwritten(tmp_path):
+    options = tiny_options(tmp_path, ['train.total_iter=2', 'val.val_freq=100'])
+    (tmp_path / 'exp').mkdir()
+    (tmp_path / 'exp' / 'precious.txt').write_text('keep me')
+    Trainer(options, DistContext()).train()
+    archived = [p for p in tmp_path.iterdir() if p.name.startswith('exp_archived_')]
+    assert len(archived) == 1 and (archived[0] / 'precious.txt').read_text() == 'keep me'
+    assert (tmp_path / 'exp' / 'models' / 'net_g_latest.pth').exists()
+
+
+def test_nan_guard_skips_then_stops_keeping_last_checkpoint(tmp_path, capsys):
+    options = tiny_options(tmp_path, ['train.total_iter=20', 'train.max_nonfinite_steps=3', 'train.grad_accumulation=1',
+                                      'val.val_freq=100'])
+    trainer = Trainer(options, DistContext())
+    real = trainer.model.compute_losses
+
+    def poisoned(batch):
+        terms = real(batch)
+        it = trainer.state.iteration
+        if it == 2 or it >= 6:  # one isolated NaN, then a storm
+            terms = {k: v * float('nan') for k, v in terms.items()}
+        return terms
+
+    trainer.model.compute_losses = poisoned
+    with pytest.raises(TrainingError, match='3 consecutive steps'):
+        trainer.train()
+    assert trainer.model.nonfinite_total == 4
+    state = load_checkpoint_file(tmp_path / 'exp' / 'training_states' / '4.state')
+    assert all(torch.isfinite(v).all() for v in state['network']['params'].values())
+    assert 'Iteration 2: non-finite loss' in capsys.readouterr().out
+
+
+def test_freeze_params_for_first_iterations(tmp_path):
+    options = tiny_options(tmp_path, ['train.total_iter=4', 'train.freeze_params=["conv_first.*", "body.*"]',
+                                      'train.freeze_iters=2', 'train.grad_accumulation=1', 'val.val_freq=100',
+                                      'train.ema_decay=0'])
+    trainer = Trainer(options, DistContext())
+    net = trainer.model.net_g
+    snap = {k: v.clone() for k, v in net.state_dict().items()}
+    trainer.model.train_step([next(iter(trainer.train_loader))], 1)
+    after_frozen = net.state_dict()
+    assert torch.equal(after_frozen['conv_first.weight'], snap['conv_first.weight'])
+    assert not torch.equal(after_frozen['conv_last.weight'], snap['conv_last.weight'])
+    trainer.model.train_step([next(iter(trainer.train_loader))], 3)
+    assert not torch.equal(net.state_dict()['conv_first.weight'], snap['conv_first.weight'])
