@@ -1,7 +1,6 @@
 """Checkpoint files: atomic writes, refusal of unsafe pickles, corrupt files, resume fallback, key reports."""
 import errno
 import os
-import pickle
 
 import pytest
 import torch

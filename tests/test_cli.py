@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from srkit.data.image_io import write_image
 from training_helpers import TINY_TRAIN, make_images
 
 REPO = Path(__file__).resolve().parents[1]

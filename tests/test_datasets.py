@@ -266,3 +266,20 @@ def test_cuda_prefetcher_moves_batches(pairs):
     batches = list(prefetcher)
     assert len(batches) == 3 and all(b['lq'].is_cuda for b in batches)
     assert torch.equal(batches[0]['gt'].cpu(), paired(pairs)[0]['gt'][None])
+
+
+def test_cache_images_decodes_once_and_is_read_only(tmp_path, monkeypatch):
+    from srkit.data import file_backends
+    from srkit.data.image_io import write_image
+    write_image(tmp_path / 'a.png', np.full((8, 8, 3), 7, np.uint8))
+    backend = file_backends.open_backend({'type': 'disk', 'cache_images': True}, tmp_path)
+    calls = []
+    real = file_backends.decode_image
+    monkeypatch.setattr(file_backends, 'decode_image', lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = file_backends.load_image(backend, 'a.png')
+    second = file_backends.load_image(backend, 'a.png')
+    assert first is second and len(calls) == 1
+    with pytest.raises(ValueError):
+        first[0, 0, 0] = 1
+    plain = file_backends.open_backend({'type': 'disk'}, tmp_path)
+    assert file_backends.load_image(plain, 'a.png') is not file_backends.load_image(plain, 'a.png')

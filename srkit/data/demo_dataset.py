@@ -69,6 +69,6 @@ class DemoDataset(HRBicubicDataset):
                  gt_size: int | None = None, use_hflip: bool = False, use_rot: bool = False,
                  phase: Literal['train', 'val', 'test'] = 'train', name: str = 'DemoDataset') -> None:
         folder = prepare_demo_images(root) / split
-        super().__init__(dataroot_gt=str(folder), scale=scale, gt_size=gt_size, use_hflip=use_hflip,
-                         use_rot=use_rot, phase=phase, name=name)
+        super().__init__(dataroot_gt=str(folder), scale=scale, io_backend={'type': 'disk', 'cache_images': True},
+                         gt_size=gt_size, use_hflip=use_hflip, use_rot=use_rot, phase=phase, name=name)
 

@@ -76,6 +76,8 @@ def read_meta_info(path: str | Path) -> list[str]:
 class DiskBackend:
     """Images in one folder (not recursive); keys are file names with their extension."""
 
+    decoded_cache: dict[tuple[str, bool], np.ndarray] | None = None
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -110,6 +112,8 @@ _ENVIRONMENTS: dict[tuple[int, str], Any] = {}
 
 class LmdbBackend:
     """A BasicSR LMDB; the environment opens lazily, once per process (DataLoader workers included)."""
+
+    decoded_cache: dict[tuple[str, bool], np.ndarray] | None = None
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -178,21 +182,42 @@ class LmdbBackend:
 
 
 def open_backend(io_backend: Mapping[str, Any], root: str | Path) -> FileBackend:
-    """The backend ``io_backend`` (``{'type': 'disk'}`` or ``{'type': 'lmdb'}``) opened on ``root``."""
+    """The backend ``io_backend`` (``{'type': 'disk'}`` or ``{'type': 'lmdb'}``) opened on ``root``.
+
+    ``cache_images: true`` keeps every decoded image in memory after its first read: for small training
+    sets (T91, BSD200, the demo), where PNG decoding would otherwise dominate a CPU training step.
+    """
     if not isinstance(io_backend, Mapping) or 'type' not in io_backend:
         raise OptionError(f'Option "io_backend" must be a mapping with a "type" key (disk or lmdb), got '
                           f'{io_backend!r}.')
-    extra = sorted(set(io_backend) - {'type'})
+    extra = sorted(set(io_backend) - {'type', 'cache_images'})
     if extra:
-        raise OptionError(f'Unknown option "io_backend.{extra[0]}": io_backend takes only "type".')
+        raise OptionError(f'Unknown option "io_backend.{extra[0]}": io_backend takes "type" and "cache_images".')
+    cache = io_backend.get('cache_images', False)
+    if not isinstance(cache, bool):
+        raise OptionError(f'Option "io_backend.cache_images" must be true or false, got {cache!r}.')
     kind = io_backend['type']
     if kind == 'disk':
-        return DiskBackend(root)
-    if kind == 'lmdb':
-        return LmdbBackend(root)
-    raise OptionError(f'Option "io_backend.type" must be "disk" or "lmdb", got {kind!r}.')
+        backend: FileBackend = DiskBackend(root)
+    elif kind == 'lmdb':
+        backend = LmdbBackend(root)
+    else:
+        raise OptionError(f'Option "io_backend.type" must be "disk" or "lmdb", got {kind!r}.')
+    backend.decoded_cache = {} if cache else None
+    return backend
 
 
 def load_image(backend: FileBackend, key: str, *, allow_16bit: bool = False) -> np.ndarray:
-    """Read and decode one image (HWC uint8 RGB); errors name ``backend.describe(key)``."""
-    return decode_image(backend.get(key), backend.describe(key), allow_16bit=allow_16bit)
+    """Read and decode one image (HWC uint8 RGB); errors name ``backend.describe(key)``.
+
+    Cached images are returned read-only, so a transform that writes in place fails loudly instead of
+    corrupting the cache.
+    """
+    cache = getattr(backend, 'decoded_cache', None)
+    if cache is not None and (key, allow_16bit) in cache:
+        return cache[(key, allow_16bit)]
+    img = decode_image(backend.get(key), backend.describe(key), allow_16bit=allow_16bit)
+    if cache is not None:
+        img.setflags(write=False)
+        cache[(key, allow_16bit)] = img
+    return img

@@ -8,7 +8,6 @@ stopped and resumed ends bit-identical to the same run uninterrupted.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
