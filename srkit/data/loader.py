@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from srkit.utils.errors import OptionError
+from srkit.utils.typed_options import option
 
 __all__ = ['LoaderOptions', 'build_dataloader', 'seed_worker']
 
@@ -25,13 +26,14 @@ __all__ = ['LoaderOptions', 'build_dataloader', 'seed_worker']
 class LoaderOptions:
     """Loader keys of a ``datasets.<phase>`` block (BasicSR's names)."""
 
-    batch_size_per_gpu: int = 16
-    num_worker_per_gpu: int = 0
-    use_shuffle: bool = True
-    dataset_enlarge_ratio: int = 1
-    prefetch_mode: Literal['cpu', 'cuda'] | None = None
-    pin_memory: bool = False
-    persistent_workers: bool = False
+    batch_size_per_gpu: int = option(16, 'Batch size of each process (global batch = this x world size).')
+    num_worker_per_gpu: int = option(0, 'DataLoader worker processes per process.')
+    use_shuffle: bool = option(True, 'Shuffle the training set every epoch (deterministic from manual_seed).')
+    dataset_enlarge_ratio: int = option(1, 'Repeat the training set this many times per epoch.')
+    prefetch_mode: Literal['cpu', 'cuda'] | None = option(None, 'cuda: copy batches to the GPU ahead on a '
+                                                                'side stream (needs pin_memory).')
+    pin_memory: bool = option(False, 'Pinned host memory for batches.')
+    persistent_workers: bool = option(False, 'Keep worker processes alive between epochs.')
 
     def check(self, path: str = '') -> None:
         prefix = f'{path}.' if path else ''

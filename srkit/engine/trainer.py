@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
+from srkit.data.prefetchers import build_prefetcher
 from srkit.engine.experiment import (archive_existing, prepare_folder, restore_rng_state, rng_state, seed_everything,
                                      timestamp)
-from srkit.models.evaluator import EvalResult, evaluate
+from srkit.models.evaluator import EvalResult, bicubic_predictor, evaluate
 from srkit.utils.checkpoint import atomic_save, find_resume_state, load_checkpoint_file, network_path, training_state_path
 from srkit.utils.dist import DistContext, all_gather_objects, barrier, broadcast_object
 from srkit.utils.errors import CheckpointError, OptionError
@@ -76,6 +77,7 @@ class Trainer:
         seed_everything(seed + dist.rank)
         self.model = MODEL_REGISTRY.get(options.model_type)(options, self.device, dist)
         self.state = LoopState()
+        self.bicubic_logged: set[str] = set()
         self._build_data()
         self.tb = TensorboardWriter(self.root / 'tb_logger' if options.logger.use_tb_logger and dist.is_main else None,
                                     logger)
@@ -146,7 +148,7 @@ class Trainer:
         try:
             while self.state.iteration < total:
                 self.sampler.set_epoch(self.state.epoch, start=self.state.consumed_global // self.dist.world_size)
-                for data in self.train_loader:
+                for data in build_prefetcher(self.train_loader, self.loader_opt.prefetch_mode, self.device):
                     micro.append(data)
                     self.state.consumed_global += batch * self.dist.world_size
                     if len(micro) < accumulation:
@@ -193,6 +195,11 @@ class Trainer:
                 dataset, name, val.metrics, self.dist, save_dir=save_dir, suffix=str(it))
             results.append(result)
             self._log_validation(result)
+            if name not in self.bicubic_logged and self.model.out_scale > 1:
+                self.bicubic_logged.add(name)
+                baseline = evaluate(bicubic_predictor(self.model.out_scale), dataset, name, val.metrics, self.dist)
+                logger.info('Validation %s, bicubic baseline: %s', name,
+                            '; '.join(f'{k}: {v:.4f}' for k, v in baseline.mean.items()))
         return results
 
     def _log_validation(self, result: EvalResult) -> None:

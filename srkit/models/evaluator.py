@@ -19,7 +19,7 @@ from srkit.utils.errors import DataError
 from srkit.utils.registry import METRIC_REGISTRY
 from srkit.utils.typed_options import Component
 
-__all__ = ['EvalResult', 'evaluate', 'quantize']
+__all__ = ['EvalResult', 'evaluate', 'quantize', 'bicubic_predictor']
 
 logger = logging.getLogger('srkit')
 
@@ -34,6 +34,12 @@ class EvalResult:
 def quantize(img: torch.Tensor) -> torch.Tensor:
     """The 8-bit image a user would save, as float64 values in [0, 255] (metrics are computed on this)."""
     return (img.detach().clamp(0, 1) * 255.0).round().to(torch.float64)
+
+
+def bicubic_predictor(scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """MATLAB bicubic upscaling, the baseline every SR table starts from."""
+    from srkit.data.imresize import imresize
+    return lambda lq: imresize(lq.double(), scale).float()
 
 
 def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: torch.utils.data.Dataset, dataset_name: str,

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from srkit.utils.errors import OptionError
 from srkit.utils.registry import RegistryError
-from srkit.utils.typed_options import Component, check_call_arguments
+from srkit.utils.typed_options import Component, check_call_arguments, option
 
 # BasicSR writes each loss as its own `<name>_opt` key; srkit also takes a list under `losses`.
 BASICSR_LOSS_KEYS = ('pixel_opt', 'perceptual_opt', 'fft_opt')
@@ -15,23 +15,27 @@ BASICSR_LOSS_KEYS = ('pixel_opt', 'perceptual_opt', 'fft_opt')
 
 @dataclass
 class TrainOptions:
-    total_iter: int
-    optim_g: Component
-    scheduler: Component | None = None
-    warmup_iter: int = -1
-    ema_decay: float = 0.0
-    losses: list[Component] = field(default_factory=list)
-    pixel_opt: Component | None = None
-    perceptual_opt: Component | None = None
-    fft_opt: Component | None = None
-    grad_clip_norm: float | None = None
-    grad_accumulation: int = 1
-    amp: Literal['none', 'fp16', 'bf16'] = 'none'
-    channels_last: bool = False
-    compile: bool = False
-    freeze_params: list[str] = field(default_factory=list)
-    freeze_iters: int = 0
-    max_nonfinite_steps: int = 20
+    total_iter: int = option(doc='Number of training iterations (optimizer steps).')
+    optim_g: Component = option(doc='Optimizer: {type: Adam|AdamW|SGD|any torch.optim class, lr: ..., ...}.')
+    scheduler: Component | None = option(None, 'LR scheduler, stepped every iteration: MultiStepRestartLR, '
+                                               'CosineAnnealingRestartLR or any torch.optim.lr_scheduler class.')
+    warmup_iter: int = option(-1, 'Linear learning-rate warm-up over this many iterations (-1: none).')
+    ema_decay: float = option(0.0, 'EMA of parameters and buffers (e.g. 0.999); 0 disables it.')
+    losses: list[Component] = option(doc='Losses as a list: [{type: L1Loss, loss_weight: 1.0}, ...]; each is '
+                                         'logged.', factory=list)
+    pixel_opt: Component | None = option(None, 'BasicSR-style pixel loss (added to losses).')
+    perceptual_opt: Component | None = option(None, 'BasicSR-style perceptual loss (added to losses).')
+    fft_opt: Component | None = option(None, 'BasicSR-style FFT loss (added to losses).')
+    grad_clip_norm: float | None = option(None, 'Clip the gradient norm to this value.')
+    grad_accumulation: int = option(1, 'Batches accumulated into one optimizer step.')
+    amp: Literal['none', 'fp16', 'bf16'] = option('none', 'Mixed precision (fp16 needs CUDA; bf16 runs on CPU too).')
+    channels_last: bool = option(False, 'channels_last memory format for the network and batches.')
+    compile: bool = option(False, 'torch.compile the training network.')
+    freeze_params: list[str] = option(doc='Glob patterns of parameter names frozen for the first freeze_iters '
+                                          'iterations (e.g. train a new tail first).', factory=list)
+    freeze_iters: int = option(0, 'How many iterations freeze_params stay frozen.')
+    max_nonfinite_steps: int = option(20, 'Stop after this many consecutive steps with a NaN/Inf loss or '
+                                          'gradient (each such step is skipped).')
 
     def check(self, path: str) -> None:
         if self.total_iter < 1:

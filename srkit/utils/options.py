@@ -19,7 +19,8 @@ import yaml
 
 from srkit.utils.errors import OptionError
 from srkit.utils.registry import RegistryError, closest_name
-from srkit.utils.typed_options import Component, check_call_arguments, convert, parse_dataclass, unknown_key_error
+from srkit.utils.typed_options import (Component, check_call_arguments, convert, option, parse_dataclass,
+                                      unknown_key_error)
 
 __all__ = ['Options', 'DatasetOptions', 'PathOptions', 'ValOptions', 'LoggerOptions', 'DistOptions',
            'load_yaml', 'parse_yaml_text', 'apply_overrides', 'parse_options', 'load_options', 'dump_options']
@@ -100,25 +101,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 @dataclass
 class PathOptions:
-    pretrain_network_g: str | None = None
-    param_key_g: str | None = 'params'
-    strict_load_g: bool = True
-    resume_state: str | None = None
-    experiments_root: str | None = None
-    results_root: str | None = None
+    pretrain_network_g: str | None = option(None, 'Weights to load into network_g before training or testing '
+                                                   '(srkit, BasicSR or official checkpoint layouts).')
+    param_key_g: str | None = option('params', 'Which entry of the checkpoint to load: params or params_ema.')
+    strict_load_g: bool = option(True, 'Refuse a checkpoint whose keys or shapes differ from the network.')
+    resume_state: str | None = option(None, 'A training state to resume from (see also --auto_resume).')
+    experiments_root: str | None = option(None, 'Folder of this training run (default experiments/<name>).')
+    results_root: str | None = option(None, 'Folder of this test run (default results/<name>).')
 
 
 @dataclass
 class ValOptions:
-    val_freq: int = 5000
-    save_img: bool = False
-    suffix: str | None = None
-    metrics: dict[str, Component] = field(default_factory=dict)
-    pbar: bool = True
-    use_ema: bool = True
-    tile_size: int = 0
-    tile_overlap: int = 16
-    self_ensemble: bool = False
+    val_freq: int = option(5000, 'Validate every this many iterations (training only).')
+    save_img: bool = option(False, 'Save SR images (experiments/<name>/visualization or results/<name>).')
+    suffix: str | None = option(None, 'Suffix of saved SR image names (test.py).')
+    metrics: dict[str, Component] = option(doc='Metrics by name: {type: calculate_psnr, crop_border: 4, '
+                                               'test_y_channel: true}; optional better: higher|lower.',
+                                           factory=dict)
+    pbar: bool = option(True, 'Show a progress bar while testing.')
+    use_ema: bool = option(True, 'Validate the EMA weights when EMA is on.')
+    tile_size: int = option(0, 'Run images in tiles of this many LR pixels (0: whole images).')
+    tile_overlap: int = option(16, 'LR pixels each tile sees beyond its border (cover the receptive field).')
+    self_ensemble: bool = option(False, 'Average the x8 flip/transpose geometric ensemble.')
 
     def check(self, path: str) -> None:
         if self.val_freq < 1:
@@ -129,17 +133,17 @@ class ValOptions:
 
 @dataclass
 class LoggerOptions:
-    print_freq: int = 100
-    save_checkpoint_freq: int = 5000
-    use_tb_logger: bool = True
-    wandb: dict[str, Any] | None = None  # accepted for BasicSR files; srkit does not log to wandb
+    print_freq: int = option(100, 'Log losses, learning rate, speed and ETA every this many iterations.')
+    save_checkpoint_freq: int = option(5000, 'Save the network and a training state every this many iterations.')
+    use_tb_logger: bool = option(True, 'Write TensorBoard scalars when tensorboard is installed.')
+    wandb: dict[str, Any] | None = option(None, 'Accepted so BasicSR files run; srkit does not log to wandb.')
 
 
 @dataclass
 class DistOptions:
-    backend: str | None = None  # None: nccl on CUDA, gloo on CPU
-    port: int = 29500
-    timeout_s: int = 600
+    backend: str | None = option(None, 'torch.distributed backend (default: nccl on CUDA, gloo on CPU).')
+    port: int = option(29500, 'Master port for --launcher slurm (torchrun sets its own).')
+    timeout_s: int = option(600, 'Seconds a collective may wait before the job fails (no silent hangs).')
 
 
 @dataclass
@@ -156,19 +160,20 @@ class DatasetOptions:
 
 @dataclass
 class Options:
-    name: str
-    scale: int
-    network_g: Component
-    model_type: str = 'SRModel'
-    num_gpu: int | Literal['auto'] = 'auto'
-    manual_seed: int | None = None
-    datasets: dict[str, Any] = field(default_factory=dict)
-    path: PathOptions = field(default_factory=PathOptions)
-    train: Any = None
-    val: ValOptions | None = None
-    logger: LoggerOptions = field(default_factory=LoggerOptions)
-    dist_params: DistOptions = field(default_factory=DistOptions)
-    find_unused_parameters: bool = False
+    name: str = option(doc='Name of the run: experiments/<name>/ and results/<name>/.')
+    scale: int = option(doc='Upscaling factor.')
+    network_g: Component = option(doc='The network: {type: <architecture>, ...its arguments}.')
+    model_type: str = option('SRModel', 'What a training step means (SRModel, ETDSModel, ...).')
+    num_gpu: int | Literal['auto'] = option('auto', 'auto: CUDA when available; 0: CPU.')
+    manual_seed: int | None = option(None, 'Seed of every random choice (random when null).')
+    datasets: dict[str, Any] = option(doc='train, val*, test* datasets: {name, type, ...dataset arguments, '
+                                          '...loader keys}.', factory=dict)
+    path: PathOptions = option(doc='Checkpoint paths.', factory=PathOptions)
+    train: Any = option(None, 'Training options of the model_type (required by train.py).')
+    val: ValOptions | None = option(None, 'Validation (train.py) and evaluation (test.py) options.')
+    logger: LoggerOptions = option(doc='Logging and checkpoint frequency.', factory=LoggerOptions)
+    dist_params: DistOptions = option(doc='Distributed training.', factory=DistOptions)
+    find_unused_parameters: bool = option(False, 'DistributedDataParallel find_unused_parameters.')
     # filled in by srkit, never read from the file
     is_train: bool = field(default=False, init=False)
     source: str = field(default='', init=False)

@@ -15,7 +15,14 @@ from typing import Any, Literal, Union
 from srkit.utils.errors import OptionError
 from srkit.utils.registry import closest_name
 
-__all__ = ['Component', 'convert', 'parse_dataclass', 'check_call_arguments', 'unknown_key_error']
+__all__ = ['Component', 'convert', 'parse_dataclass', 'check_call_arguments', 'unknown_key_error', 'option']
+
+
+def option(default: Any = dataclasses.MISSING, doc: str = '', *, factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its documentation (docs/OPTIONS.md is generated from these)."""
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata={'doc': doc})
+    return dataclasses.field(default=default, metadata={'doc': doc})
 
 
 @dataclasses.dataclass
