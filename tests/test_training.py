@@ -97,3 +97,15 @@ def test_freeze_params_for_first_iterations(tmp_path):
     assert not torch.equal(after_frozen['conv_last.weight'], snap['conv_last.weight'])
     trainer.model.train_step([next(iter(trainer.train_loader))], 3)
     assert not torch.equal(net.state_dict()['conv_first.weight'], snap['conv_first.weight'])
+
+
+def test_tensorboard_scalars_and_validation_images(tmp_path):
+    pytest.importorskip('tensorboard', reason='tensorboard is not installed (an optional extra)')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    options = tiny_options(tmp_path, ['train.total_iter=6', 'logger.use_tb_logger=true', 'val.val_freq=6'])
+    Trainer(options, DistContext()).train()
+    events = EventAccumulator(str(tmp_path / 'exp' / 'tb_logger'), size_guidance={'images': 0})
+    events.Reload()
+    tags = events.Tags()
+    assert 'losses/l_pixel' in tags['scalars'] and 'val/tiny_val/psnr' in tags['scalars']
+    assert any(t.startswith('val/tiny_val/') for t in tags['images'])

@@ -195,6 +195,11 @@ class Trainer:
                 dataset, name, val.metrics, self.dist, save_dir=save_dir, suffix=str(it))
             results.append(result)
             self._log_validation(result)
+            if self.tb.writer is not None:
+                sample = dataset[0]
+                sr = self.model.predict(sample['lq'].unsqueeze(0), use_ema=val.use_ema, tile=val.tile_size,
+                                        overlap=val.tile_overlap)
+                self.tb.image(f'val/{name}/{Path(str(sample.get("lq_path", "0"))).stem}', sr[0].clamp(0, 1).cpu(), it)
             if name not in self.bicubic_logged and self.model.out_scale > 1:
                 self.bicubic_logged.add(name)
                 baseline = evaluate(bicubic_predictor(self.model.out_scale), dataset, name, val.metrics, self.dist)
