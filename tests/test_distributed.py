@@ -1,0 +1,140 @@
+"""Distributed training on CPU with gloo and 2 processes, launched as a user would: torchrun.
+
+Two processes with batch B equal one process with batch 2B on the same data; validation sharded across
+ranks gives exactly the single-process numbers; a state saved by 2 processes resumes in 1; a rank that
+fails ends the whole job quickly with the rank's own message.
+"""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from srkit.data.samplers import EnlargedSampler
+from srkit.utils.checkpoint import load_checkpoint_file
+from training_helpers import TINY_TRAIN, make_images
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 240
+
+
+def launch(script: str, opt: Path, nproc: int, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
+    if nproc == 1:
+        cmd = [sys.executable, str(REPO / 'srkit' / script), '-opt', str(opt), *extra]
+    else:
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}',
+               str(REPO / 'srkit' / script), '-opt', str(opt), '--launcher', 'pytorch', *extra]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    make_images(tmp_path / 'hr', 4)
+    make_images(tmp_path / 'val', 3, seed=1)
+    path = tmp_path / 'tiny.yml'
+    path.write_text(TINY_TRAIN.format(root=tmp_path))
+    return path
+
+
+def weights(root: Path) -> dict:
+    return load_checkpoint_file(root / 'models' / 'net_g_latest.pth')
+
+
+def assert_close(a: dict, b: dict, atol: float = 2e-6) -> None:
+    for key in ('params', 'params_ema'):
+        for name in a[key]:
+            assert torch.allclose(a[key][name], b[key][name], atol=atol, rtol=1e-4), f'{key}.{name}'
+
+
+def test_two_processes_equal_one_with_double_batch_and_resume_across_world_sizes(tmp_path, tiny):
+    common = ['train.grad_accumulation=1', 'val.val_freq=100', 'train.total_iter=8']
+    two = launch('train.py', tiny, 2, '--force_yml', *common, f'path.experiments_root={tmp_path}/two', cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = launch('train.py', tiny, 1, '--force_yml', *common, 'datasets.train.batch_size_per_gpu=4',
+                 f'path.experiments_root={tmp_path}/one', cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert_close(weights(tmp_path / 'two'), weights(tmp_path / 'one'))
+
+    # a state written by 2 processes at iteration 4, resumed by 1 process (same global batch)
+    resumed = tmp_path / 'resumed'
+    first = launch('train.py', tiny, 2, '--force_yml', *common, 'train.total_iter=4',
+                   f'path.experiments_root={resumed}', cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = launch('train.py', tiny, 1, '--auto_resume', '--force_yml', *common,
+                    'datasets.train.batch_size_per_gpu=4', f'path.experiments_root={resumed}', cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert 'made by 2 processes, this run has 1' in second.stdout
+    assert_close(weights(resumed), weights(tmp_path / 'one'))
+
+
+def test_sharded_validation_equals_single_process(tmp_path, tiny):
+    torch.manual_seed(0)
+    from srkit.utils.registry import ARCH_REGISTRY
+    net = ARCH_REGISTRY.get('EDSR')(num_feat=8, num_block=1, upscale=2)
+    torch.save({'params': net.state_dict()}, tmp_path / 'w.pth')
+    opt = tmp_path / 'test.yml'
+    opt.write_text(f'''
+name: sharded
+scale: 2
+datasets:
+  test_1: {{name: val, type: HRBicubicDataset, dataroot_gt: {tmp_path}/val}}
+  test_2: {{name: hr, type: HRBicubicDataset, dataroot_gt: {tmp_path}/hr}}
+network_g: {{type: EDSR, num_feat: 8, num_block: 1, upscale: 2}}
+path: {{pretrain_network_g: {tmp_path}/w.pth}}
+val:
+  pbar: false
+  metrics:
+    psnr: {{type: calculate_psnr, crop_border: 2, test_y_channel: true}}
+    ssim: {{type: calculate_ssim, crop_border: 2, test_y_channel: true}}
+''')
+    results = {}
+    for nproc in (1, 2):
+        run = launch('test.py', opt, nproc, '--force_yml', f'path.results_root={tmp_path}/r{nproc}', cwd=tmp_path)
+        assert run.returncode == 0, run.stderr[-3000:]
+        results[nproc] = json.loads((tmp_path / f'r{nproc}' / 'results.json').read_text())['datasets']
+    assert results[1] == results[2]  # the same per-image values, in the same order, and the same means
+    assert [len(d['per_image']) for d in results[2]] == [3, 4]
+
+
+def test_a_failing_rank_ends_the_job_quickly_with_its_message(tmp_path, tiny):
+    # find the image that rank 1 reads first (and rank 0 does not), then corrupt it
+    sampler = EnlargedSampler(4, seed=7, shuffle=True, enlarge_ratio=3, num_replicas=2, rank=1)
+    sampler.set_epoch(0)
+    first_of_rank1 = next(iter(sampler))[0]
+    rank0 = EnlargedSampler(4, seed=7, shuffle=True, enlarge_ratio=3, num_replicas=2, rank=0)
+    rank0.set_epoch(0)
+    assert next(iter(rank0))[0] != first_of_rank1
+    bad = sorted((tmp_path / 'hr').iterdir())[first_of_rank1]
+    bad.write_bytes(bad.read_bytes()[:60])
+    start = time.monotonic()
+    run = launch('train.py', tiny, 2, '--force_yml', 'datasets.train.batch_size_per_gpu=1',
+                 'train.grad_accumulation=1', cwd=tmp_path)
+    elapsed = time.monotonic() - start
+    assert run.returncode != 0
+    assert bad.name in run.stderr and 'srkit: error:' in run.stderr
+    assert elapsed < TIMEOUT / 2, f'the job took {elapsed:.0f} s to end'
+
+
+def test_a_killed_rank_ends_the_job(tmp_path, tiny):
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+           str(REPO / 'srkit' / 'train.py'), '-opt', str(tiny), '--launcher', 'pytorch', '--force_yml',
+           'train.total_iter=100000', 'logger.print_freq=1', 'val.val_freq=100000']
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:  # wait until training runs
+            if '[iter' in line:
+                break
+        children = subprocess.run(['pgrep', '-f', '-P', str(proc.pid), 'train.py'], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 2, children
+        subprocess.run(['kill', '-9', children[1]], check=True)
+        start = time.monotonic()
+        proc.wait(timeout=TIMEOUT / 2)
+        assert proc.returncode != 0
+        assert time.monotonic() - start < TIMEOUT / 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
