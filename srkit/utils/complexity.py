@@ -17,14 +17,14 @@ a 1280x720 output costs milliseconds; networks that need real values fall back t
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ['count_params', 'count_macs']
+__all__ = ['count_macs', 'count_params']
 
 
 def count_params(net: nn.Module) -> int:

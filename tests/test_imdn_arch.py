@@ -1,0 +1,102 @@
+"""IMDN, IMDN_AS and IMDN_RTC: official checkpoints load strictly, shapes, and PSNR on Set5."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import shared_path
+from srkit.archs import ARCH_REGISTRY, arch_spec
+from srkit.archs.imdn_arch import IMDN_RTC, rtc_official_keys
+from srkit.archs.official_weights import adapt_official_state_dict, check_state_dict
+from srkit.metrics.psnr_ssim import calculate_psnr
+from srkit.utils.errors import CheckpointError
+from reference import measured
+from test_eimn_arch import read_rgb, to_batch, official, spec_claims_hold
+
+CHECKPOINTS = [('IMDN_x2', 'IMDN', 2), ('IMDN_x3', 'IMDN', 3), ('IMDN_x4', 'IMDN', 4),
+               ('IMDN_AS', 'IMDN_AS', 4), ('model_RTC', 'IMDN_RTC', 2)]
+
+
+def set5_y_psnr(net: torch.nn.Module, scale: int) -> float:
+    """Mean Y-channel PSNR over Set5 (GTmod12 vs LRbicx{scale}, crop_border = scale) of the 8-bit output."""
+    root = shared_path('data', 'Set5')
+    values = []
+    for gt_path in sorted((root / 'GTmod12').glob('*.png')):
+        with torch.no_grad():
+            sr = net(to_batch(read_rgb(root / f'LRbicx{scale}' / gt_path.name)) / 255)
+        sr = (sr.clamp(0, 1) * 255).round()
+        values.append(calculate_psnr(sr, to_batch(read_rgb(gt_path)), crop_border=scale, test_y_channel=True).item())
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize('stem,arch,scale', CHECKPOINTS)
+def test_official_checkpoint_loads_strictly(stem: str, arch: str, scale: int) -> None:
+    net = ARCH_REGISTRY.get(arch)(upscale=scale)
+    state = official('IMDN', stem, arch)
+    check_state_dict(net, state)
+    net.load_state_dict(state, strict=True)
+    assert torch.equal(net.upsampler[0].bias, state['upsampler.0.bias'])
+
+
+def test_rtc_mapping_covers_every_official_key_and_counts_20190_parameters() -> None:
+    raw = torch.load(shared_path('weights', 'IMDN', 'model_RTC.pth'), map_location='cpu', weights_only=True)
+    assert all(key.startswith('model.') for key in raw)
+    mapped = rtc_official_keys(raw)  # with the `model.` prefix still on
+    assert set(mapped) == set(IMDN_RTC().state_dict())
+    assert mapped['LR_conv.weight'] is raw['model.1.sub.5.weight']
+    assert mapped['IMDB3.c4.bias'] is raw['model.1.sub.2.c4.bias']
+    assert sum(v.numel() for v in mapped.values()) == 20190
+
+
+def test_wrong_scale_or_variant_is_named() -> None:
+    state = official('IMDN', 'IMDN_x2', 'IMDN')
+    with pytest.raises(CheckpointError, match=r'"upsampler\.0\.weight" has shape \(12, 64, 3, 3\) in the '
+                                              r'checkpoint but \(48, 64, 3, 3\) in the network'):
+        check_state_dict(ARCH_REGISTRY.get('IMDN')(upscale=4), state)
+    with pytest.raises(CheckpointError, match=r'first "fea_conv\.0\.weight" \(64, 3, 3, 3\)'):
+        check_state_dict(ARCH_REGISTRY.get('IMDN_AS')(), official('IMDN', 'IMDN_x4', 'IMDN'))
+
+
+def test_unknown_rtc_key_survives_the_mapping_and_is_reported() -> None:
+    state = adapt_official_state_dict('IMDN_RTC', {'model.3.weight': torch.zeros(1), 'model.0.bias': torch.zeros(12)})
+    assert set(state) == {'3.weight', 'fea_conv.bias'}
+    with pytest.raises(CheckpointError, match=r'not in the network, first "3\.weight"'):
+        check_state_dict(IMDN_RTC(), state)
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_forward_shape_at_every_scale(scale: int) -> None:
+    for net in (ARCH_REGISTRY.get('IMDN')(upscale=scale), IMDN_RTC(upscale=scale)):
+        with torch.no_grad():
+            assert net.eval()(torch.rand(2, 3, 10, 7)).shape == (2, 3, 10 * scale, 7 * scale)
+
+
+def test_imdn_as_returns_the_input_size() -> None:
+    spec = arch_spec('IMDN_AS')
+    assert spec.same_size_output and spec.pad_multiple == 4
+    with torch.no_grad():
+        assert ARCH_REGISTRY.get('IMDN_AS')().eval()(torch.rand(1, 3, 24, 16)).shape == (1, 3, 24, 16)
+
+
+def test_cca_statistics_survive_float16_range() -> None:
+    cca = ARCH_REGISTRY.get('IMDN')().IMDB1.cca
+    x = torch.full((1, 64, 4, 4), 1000.0)
+    x[..., 0, 0] = -1000.0  # variance ~2.3e5 > float16 max: must be taken in float32
+    out = cca.half()(x.half())
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.slow
+def test_imdn_x4_reproduces_the_measured_set5_psnr() -> None:
+    net = ARCH_REGISTRY.get('IMDN')(upscale=4).eval()
+    net.load_state_dict(official('IMDN', 'IMDN_x4', 'IMDN'), strict=True)
+    # REFERENCE.md's "measured" row: the official code and checkpoint under the same protocol
+    assert set5_y_psnr(net, 4) == pytest.approx(measured()['IMDN_x4']['Set5'][0], abs=0.002)
+    spec_claims_hold(net, 'IMDN', 4)
+
+
+@pytest.mark.slow
+def test_rtc_beats_bicubic_by_more_than_2db() -> None:
+    net = IMDN_RTC().eval()
+    net.load_state_dict(official('IMDN', 'model_RTC', 'IMDN_RTC'), strict=True)
+    assert set5_y_psnr(net, 2) > measured()['bicubic x2']['Set5'][0] + 2.0
