@@ -138,3 +138,25 @@ def test_a_killed_rank_ends_the_job(tmp_path, tiny):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_slurm_launcher_with_srun_environment(tmp_path, tiny):
+    """Two processes started with the variables srun sets (no scontrol here: the node list is parsed)."""
+    import os
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, SLURM_PROCID=str(rank), SLURM_NTASKS='2', SLURM_LOCALID=str(rank),
+                   SLURM_NODELIST='localhost', MASTER_PORT=str(port), OMP_NUM_THREADS='1')
+        env.pop('MASTER_ADDR', None)
+        procs.append(subprocess.Popen(
+            [sys.executable, str(REPO / 'srkit' / 'train.py'), '-opt', str(tiny), '--launcher', 'slurm',
+             '--force_yml', 'train.total_iter=4', 'val.val_freq=4', f'path.experiments_root={tmp_path}/slurm'],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert 'batch 2 per process x 2 processes' in outputs[0][0]
+    assert (tmp_path / 'slurm' / 'models' / 'net_g_latest.pth').exists()
