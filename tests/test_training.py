@@ -109,3 +109,37 @@ def test_tensorboard_scalars_and_validation_images(tmp_path):
     tags = events.Tags()
     assert 'losses/l_pixel' in tags['scalars'] and 'val/tiny_val/psnr' in tags['scalars']
     assert any(t.startswith('val/tiny_val/') for t in tags['images'])
+
+
+def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
+    options = tiny_options(tmp_path, ['train.total_iter=3', 'train.amp=bf16', 'train.channels_last=true',
+                                      'val.val_freq=3', 'train.grad_accumulation=1'])
+    trainer = Trainer(options, DistContext())
+    trainer.train()
+    assert trainer.model.net_g.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
+    state = load_checkpoint_file(tmp_path / 'exp' / 'models' / 'net_g_latest.pth')
+    assert all(torch.isfinite(v).all() and v.dtype == torch.float32 for v in state['params'].values())
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    options = tiny_options(tmp_path, ['train.optim_g={type: SGD, lr: 1.0}', 'train.scheduler=null',
+                                      'train.grad_clip_norm=0.001', 'train.warmup_iter=-1', 'train.ema_decay=0',
+                                      'train.grad_accumulation=1'])
+    trainer = Trainer(options, DistContext())
+    before = [p.detach().clone() for p in trainer.model.net_g.parameters()]
+    trainer.model.train_step([next(iter(trainer.train_loader))], 1)
+    change = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(trainer.model.net_g.parameters(), before)))
+    assert 0 < change <= 0.001 * 1.0001  # SGD step = lr x clipped gradient
+
+
+def test_warmup_scales_the_step_not_the_schedule(tmp_path):
+    options = tiny_options(tmp_path, ['train.optim_g={type: Adam, lr: 0.01}', 'train.warmup_iter=4',
+                                      'train.scheduler={type: MultiStepLR, milestones: [100]}', 'train.grad_accumulation=1'])
+    trainer = Trainer(options, DistContext())
+    batch = next(iter(trainer.train_loader))
+    lrs = []
+    for it in range(1, 6):
+        trainer.model.train_step([batch], it)
+        lrs.append(trainer.model.current_lr())
+    assert lrs == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
+    assert trainer.model.optimizer.param_groups[0]['lr'] == pytest.approx(0.01)
