@@ -48,3 +48,9 @@ def etds_published() -> dict[str, dict[str, float]]:
             for scale, cell in zip((2, 3, 4), cells):
                 table[f'ETDS_{variant}_x{scale}'] = dict(zip(sets, map(float, cell.split('/'))))
     return table
+
+
+def plain_baseline_set5() -> dict[str, float]:
+    """The ETDS section's Plain baseline line ('Plain_M6C32_x4: Set5 31.32'): checkpoint -> Set5 PSNR."""
+    text = Path(shared_path('REFERENCE.md')).read_text(encoding='utf-8')
+    return {name: float(psnr) for name, psnr in re.findall(r'(Plain_M\d+C\d+_x\d): Set5 (\d+\.\d+)', text)}

@@ -11,15 +11,6 @@ from conftest import shared_path
 from srkit.data.imresize import _contributions, bicubic_degrade, imresize, modcrop
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    """On a shared CPU, torch's intra-op threads wait on each other: these small ops run 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @lru_cache(maxsize=None)
 def read_rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert('RGB'))

@@ -18,15 +18,6 @@ BICUBIC = {('Set5', 2): (33.6609, 0.9309), ('Set5', 3): (30.3847, 0.8691), ('Set
            ('Set14', 2): (30.3182, 0.8700), ('Set14', 3): (27.6325, 0.7762), ('Set14', 4): (26.0881, 0.7050)}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    """On a shared CPU, torch's intra-op threads wait on each other: these small ops run 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @lru_cache(maxsize=None)
 def read_rgb(path: Path) -> np.ndarray:
     """RGB uint8; grayscale files (Set14 HR bridge) come back as gray repeated to 3 channels."""

@@ -24,6 +24,7 @@ from srkit.utils.errors import CheckpointError, OptionError
 from srkit.utils.logger import ProgressLog, TensorboardWriter, setup_logger
 from srkit.utils.options import DatasetOptions, Options, dump_options
 from srkit.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+from srkit.utils.typed_options import construct
 
 __all__ = ['Trainer', 'build_dataset', 'select_device']
 
@@ -37,7 +38,11 @@ def select_device(options: Options, dist: DistContext) -> torch.device:
 
 
 def build_dataset(entry: DatasetOptions) -> Any:
-    dataset = DATASET_REGISTRY.get(entry.type)(**entry.args)
+    try:
+        dataset = construct(f'datasets.{entry.key}', DATASET_REGISTRY.get(entry.type), **entry.args)
+    except OptionError as exc:
+        message = str(exc)
+        raise OptionError(message if message.startswith('Option "') else f'datasets.{entry.key}: {message}') from None
     if len(dataset) == 0:
         raise OptionError(f'Option "datasets.{entry.key}": dataset {entry.name} is empty.')
     return dataset

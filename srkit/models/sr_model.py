@@ -22,6 +22,7 @@ from srkit.utils.dist import DistContext
 from srkit.utils.errors import OptionError, TrainingError
 from srkit.utils.options import Options
 from srkit.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+from srkit.utils.typed_options import construct
 
 __all__ = ['SRModel', 'build_network']
 
@@ -30,7 +31,7 @@ logger = logging.getLogger('srkit')
 
 def build_network(options: Options) -> nn.Module:
     comp = options.network_g
-    return ARCH_REGISTRY.get(comp.type)(**comp.args)
+    return construct('network_g', ARCH_REGISTRY.get(comp.type), **comp.args)
 
 
 @MODEL_REGISTRY.register()
@@ -64,13 +65,16 @@ class SRModel:
         if opt.channels_last:
             self.net_g = self.net_g.to(memory_format=torch.channels_last)
         self.net_g.train()
-        self.losses = [(self._loss_label(key, comp.type), LOSS_REGISTRY.get(comp.type)(**comp.args).to(self.device))
+        self.losses = [(self._loss_label(key, comp.type),
+                        construct(f'train.{key}', LOSS_REGISTRY.get(comp.type), **comp.args).to(self.device))
                        for key, comp in opt.all_losses()]
         self.ema = ModelEMA(self.net_g, decay=opt.ema_decay) if opt.ema_decay > 0 else None
         self.frozen = self._match_parameters(opt.freeze_params) if opt.freeze_iters > 0 else []
-        self.optimizer = build_optimizer(opt.optim_g.type, [p for p in self.net_g.parameters()], **opt.optim_g.args)
+        self.optimizer = construct('train.optim_g', build_optimizer, name=opt.optim_g.type,
+                                   params=list(self.net_g.parameters()), **opt.optim_g.args)
         self.last_lr = self.optimizer.param_groups[0]['lr']
-        self.scheduler = (get_scheduler_class(opt.scheduler.type)(self.optimizer, **opt.scheduler.args)
+        self.scheduler = (construct('train.scheduler', get_scheduler_class(opt.scheduler.type),
+                                    optimizer=self.optimizer, **opt.scheduler.args)
                           if opt.scheduler is not None else None)
         self.amp_dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(opt.amp)
         if opt.amp == 'fp16' and self.device.type != 'cuda':
@@ -82,9 +86,14 @@ class SRModel:
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == 'cuda' else None
             self.train_net = nn.parallel.DistributedDataParallel(
-                self.net_g, device_ids=ids, find_unused_parameters=self.options.find_unused_parameters or bool(self.frozen))
+                self.net_g, device_ids=ids,
+                find_unused_parameters=self.options.find_unused_parameters or self.has_frozen_phase())
         if opt.compile:
             self.train_net = torch.compile(self.train_net)
+
+    def has_frozen_phase(self) -> bool:
+        """Whether some parameters get no gradient for a while (DDP must then look for unused ones)."""
+        return bool(self.frozen)
 
     @staticmethod
     def _loss_label(key: str, type_name: str) -> str:

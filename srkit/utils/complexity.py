@@ -11,20 +11,38 @@ products (attention gates) count nothing. Measured for a 1280x720 output:
   the EIMN authors used (720//s x 1280//s, i.e. 426 wide at x3), equal to their script's output
   to the last digit; the paper rounds them to 212 / 95 / 54 and 186 / 83 / 47 G.
 
+Beyond the papers' two columns (the NTIRE efficient-SR reports add these): activations are the elements
+of every convolution and linear-layer output; peak memory is traced as the largest total of live tensor
+storage (parameters, buffers, input and intermediate results) during one no-grad forward, which is what
+``torch.cuda.max_memory_allocated`` reports less the allocator's rounding and convolution workspaces;
+latency is the median wall time of real forwards after a warm-up.
+
 The forward runs on a copy of the network on the meta device (shapes only, no arithmetic), so counting
 a 1280x720 output costs milliseconds; networks that need real values fall back to a real forward.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Sequence
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ['count_macs', 'count_params']
+__all__ = ['count_macs', 'count_params', 'count_activations', 'peak_memory_bytes', 'measure_latency',
+           'measure_cuda_peak_memory']
+
+T = TypeVar('T')
+# Ops whose outputs are "activations": convolutions, and linear layers (1x1 convolutions over tokens).
+_ACTIVATION_OPS = {torch.ops.aten.convolution.default, torch.ops.aten.addmm.default, torch.ops.aten.mm.default}
 
 
 def count_params(net: nn.Module) -> int:
@@ -49,19 +67,133 @@ def _forward_macs(net: nn.Module, shape: tuple[int, ...], device: torch.device |
     return counter.get_total_flops() // 2 + norm_macs
 
 
+def _batch_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
+
+
+def _on_meta_or_real(net: nn.Module, input_shape: Sequence[int],
+                     run: Callable[[nn.Module, tuple[int, ...], Any], T]) -> T:
+    """``run(eval-mode net, batch shape, device)`` on a meta copy; a real forward when values are needed.
+
+    ``net`` itself is left as it was (mode, device, parameters).
+    """
+    shape = _batch_shape(input_shape)
+    try:
+        meta_net = copy.deepcopy(net).to('meta').eval()
+        return run(meta_net, shape, 'meta')
+    except (NotImplementedError, RuntimeError):  # a forward that reads values (e.g. .item()) needs real data
+        training = net.training
+        device = next(net.parameters(), torch.empty(0)).device
+        try:
+            return run(net.eval(), shape, device)
+        finally:
+            net.train(training)
+
+
 def count_macs(net: nn.Module, input_shape: Sequence[int]) -> int:
     """Multi-Adds of one eval-mode forward on an input of ``input_shape`` ((C, H, W) or (N, C, H, W)).
 
     ``net`` itself is left as it was (mode, device, parameters).
     """
-    shape = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
-    try:
-        meta_net = copy.deepcopy(net).to('meta').eval()
-        return _forward_macs(meta_net, shape, 'meta')
-    except (NotImplementedError, RuntimeError):  # a forward that reads values (e.g. .item()) needs real data
-        training = net.training
-        device = next(net.parameters(), torch.empty(0)).device
-        try:
-            return _forward_macs(net.eval(), shape, device)
-        finally:
-            net.train(training)
+    return _on_meta_or_real(net, input_shape, _forward_macs)
+
+
+class _ForwardProbe(TorchDispatchMode):
+    """Follows every op of a forward: activation elements, and the live tensor storage after each op.
+
+    Storages are held by weak reference, so one freed by the forward leaves the total as it would leave
+    an allocator; an op's inputs are still referenced when its output is added, as they are in memory.
+    """
+
+    def __init__(self, resident: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.activations = 0
+        self.live: dict[StorageWeakRef, int] = {}
+        self.current = 0
+        for tensor in resident:
+            self._add(tensor)
+        self.peak = self.current
+
+    def _add(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        ref = StorageWeakRef(storage)
+        if ref not in self.live:
+            self.live[ref] = storage.nbytes()
+            self.current += storage.nbytes()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for ref in [r for r in self.live if r.expired()]:  # before adding: a freed address can be reused
+            self.current -= self.live.pop(ref)
+        outputs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        for tensor in outputs:
+            self._add(tensor)
+        if func in _ACTIVATION_OPS:
+            self.activations += sum(t.numel() for t in outputs)
+        self.peak = max(self.peak, self.current)
+        return out
+
+
+def _probe(net: nn.Module, shape: tuple[int, ...], device: Any) -> _ForwardProbe:
+    x = torch.zeros(shape, device=device)
+    resident = [*net.parameters(), *net.buffers(), x]
+    with torch.no_grad():
+        probe = _ForwardProbe(resident)
+        with probe:
+            net(x)
+    return probe
+
+
+def count_activations(net: nn.Module, input_shape: Sequence[int]) -> int:
+    """Elements of every convolution and linear-layer output of one forward (NTIRE's "#Activations").
+
+    A proxy for memory traffic, which often predicts latency better than Multi-Adds.
+    """
+    return _on_meta_or_real(net, input_shape, _probe).activations
+
+
+def peak_memory_bytes(net: nn.Module, input_shape: Sequence[int]) -> int:
+    """Largest total of live tensor storage during one no-grad forward, parameters and input included.
+
+    Traced, not measured, so it is the same on every machine and costs no memory: the figure to compare
+    networks by. ``measure_cuda_peak_memory`` gives what one GPU's allocator actually held.
+    """
+    return _on_meta_or_real(net, input_shape, _probe).peak
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def measure_latency(net: nn.Module, input_shape: Sequence[int], device: torch.device | str = 'cpu', *,
+                    warmup: int = 3, runs: int = 10, amp_dtype: torch.dtype | None = None) -> float:
+    """Median seconds of ``runs`` no-grad forwards after ``warmup`` untimed ones (kernel selection, caches).
+
+    The median, not the mean, so one preempted run on a shared machine does not move the figure.
+    """
+    device = torch.device(device)
+    x = torch.rand(_batch_shape(input_shape), device=device)
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    times = []
+    with torch.no_grad(), autocast:
+        for index in range(warmup + runs):
+            _synchronize(device)
+            start = time.perf_counter()
+            net(x)
+            _synchronize(device)
+            if index >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure_cuda_peak_memory(net: nn.Module, input_shape: Sequence[int], device: torch.device | str) -> int:
+    """Bytes the CUDA allocator held at its peak over one no-grad forward, parameters included."""
+    device = torch.device(device)
+    x = torch.rand(_batch_shape(input_shape), device=device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.no_grad():
+        net(x)
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device)

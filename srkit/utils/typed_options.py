@@ -15,7 +15,8 @@ from typing import Any, Literal, Union
 from srkit.utils.errors import OptionError
 from srkit.utils.registry import closest_name
 
-__all__ = ['Component', 'convert', 'parse_dataclass', 'check_call_arguments', 'unknown_key_error', 'option']
+__all__ = ['Component', 'convert', 'parse_dataclass', 'check_call_arguments', 'unknown_key_error', 'option',
+           'construct']
 
 
 def option(default: Any = dataclasses.MISSING, doc: str = '', *, factory: Any = dataclasses.MISSING) -> Any:
@@ -208,3 +209,21 @@ def check_call_arguments(target: Any, args: dict[str, Any], path: str, *, provid
         if param.default is param.empty and name not in args and name not in provided:
             raise OptionError(f'Option "{_join(path, name)}" is required by {what or "this component"}.')
     return converted
+
+
+def construct(path: str, factory: Any, **kwargs: Any) -> Any:
+    """Build a component; a failure inside its constructor becomes an OptionError naming the option path.
+
+    Option checks catch unknown keys and wrong types, but only the constructor knows that, say,
+    ``num_feat: -5`` or ``lr: -1`` is impossible; its message is kept, prefixed by where it came from.
+    """
+    from srkit.utils.errors import SrkitError
+    try:
+        return factory(**kwargs)
+    except SrkitError:
+        raise
+    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError, OverflowError,
+            IndexError, KeyError, AttributeError) as exc:
+        name = getattr(factory, '__name__', type(factory).__name__)
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OptionError(f'Option "{path}": {name} could not be built with these arguments: {detail}') from None

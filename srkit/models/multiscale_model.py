@@ -1,0 +1,121 @@
+"""MultiScaleModel: one network trained for several integer scales at once (IGConv, ``model_type: MultiScaleModel``).
+
+What differs from SRModel:
+
+- a training batch holds HR patches only (``HRPatchDataset``); each iteration draws one scale from
+  ``train.scales`` and makes the LR of the whole batch at that scale with the batched torch MATLAB
+  bicubic, rounded to 8 bits once as the benchmark LR are, then runs ``net(lq, scale)``;
+- the scale of iteration ``i`` is a pure function of ``(manual_seed, i)``: every rank and every
+  micro-batch of the step get the same one, and a resumed run repeats the sequence without saving any
+  state (without ``manual_seed`` the sequence of seed 0 is used; the data order is then random anyway);
+- ``predict(lq, scale=s)`` evaluates at any scale; without ``scale`` it uses the top-level ``scale``
+  option, which for a multi-scale run is the default evaluation scale (datasets without their own).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from srkit.data.imresize import imresize
+from srkit.models.sr_model import SRModel
+from srkit.models.train_options import TrainOptions
+from srkit.utils.dist import DistContext
+from srkit.utils.errors import DataError, OptionError
+from srkit.utils.options import Options
+from srkit.utils.registry import MODEL_REGISTRY
+
+__all__ = ['MultiScaleModel', 'MultiScaleTrainOptions', 'bicubic_lr', 'scale_for_iteration']
+
+_SCALE_STREAM = 2  # a tag distinct from the sampler's streams (0: permutation, 1: samples)
+
+
+@dataclass
+class MultiScaleTrainOptions(TrainOptions):
+    scales: list[int] = field(default_factory=lambda: [2, 3, 4])
+
+    def check(self, path: str) -> None:
+        super().check(path)
+        if not self.scales or any(s < 1 for s in self.scales) or len(set(self.scales)) != len(self.scales):
+            raise OptionError(f'Option "{path}.scales" must list distinct positive integers, got {self.scales}.')
+
+
+def scale_for_iteration(scales: list[int], seed: int, iteration: int) -> int:
+    """The training scale of ``iteration``: uniform over ``scales``, fixed by (seed, iteration) alone."""
+    state = np.random.SeedSequence([seed, iteration, _SCALE_STREAM]).generate_state(1, np.uint64)[0]
+    return scales[int(state % np.uint64(len(scales)))]
+
+
+def bicubic_lr(gt: torch.Tensor, scale: int) -> torch.Tensor:
+    """LR of a [0, 1] NCHW HR batch: MATLAB bicubic (antialiased) then one rounding to 8 bits."""
+    if gt.shape[-2] % scale or gt.shape[-1] % scale:
+        raise DataError(f'HR patches of {tuple(gt.shape[-2:])} cannot be downscaled by {scale}: make gt_size a '
+                        'multiple of every training scale.')
+    lr = imresize(gt.float(), 1 / scale)
+    return (torch.floor(lr * 255 + 0.5).clamp_(0, 255) / 255).to(gt.dtype)
+
+
+class _AtScale(nn.Module):
+    """``net(x, scale)`` seen as ``f(x)``, the shape predict() (padding, tiling, self-ensemble) expects.
+
+    It mirrors the wrapped network's train/eval mode so that predict() restores that mode.
+    """
+
+    def __init__(self, net: nn.Module, scale: int) -> None:
+        super().__init__()
+        self.net = net
+        self.scale = scale
+        self.train(net.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, self.scale)
+
+
+@MODEL_REGISTRY.register()
+class MultiScaleModel(SRModel):
+    TrainOptions = MultiScaleTrainOptions
+    multi_scale = True  # datasets may carry their own scale (see docs/IGCONV.md, proposed core change)
+
+    def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
+        super().__init__(options, device, dist)
+        self.current_scale = options.scale
+        self.eval_scale = options.scale
+        if self.train_opt is not None:
+            self._check_patch_sizes(self.train_opt.scales)
+
+    def _check_patch_sizes(self, scales: list[int]) -> None:
+        multiple = math.lcm(*scales)
+        for entry in self.options.datasets_of('train'):
+            size = entry.args.get('gt_size')
+            if size is not None and size % multiple:
+                raise OptionError(f'Option "datasets.{entry.key}.gt_size" ({size}) must be a multiple of every '
+                                  f'scale in train.scales {scales} (of {multiple}).')
+
+    def scale_at(self, iteration: int) -> int:
+        return scale_for_iteration(self.train_opt.scales, self.options.manual_seed or 0, iteration)
+
+    def train_step(self, micro_batches: list[dict[str, Any]], current_iter: int) -> dict[str, float] | None:
+        self.current_scale = self.scale_at(current_iter)
+        return super().train_step(micro_batches, current_iter)
+
+    def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        gt = batch['gt']
+        output = self.train_net(bicubic_lr(gt, self.current_scale), self.current_scale)
+        return {label: loss(output, gt) for label, loss in self.losses}
+
+    # ---- inference --------------------------------------------------------------------------------------
+    @property
+    def out_scale(self) -> int:
+        return self.eval_scale
+
+    def inference_network(self, use_ema: bool = True) -> nn.Module:
+        return _AtScale(super().inference_network(use_ema), self.eval_scale)
+
+    def predict(self, lq: torch.Tensor, *, scale: int | None = None, **kwargs: Any) -> torch.Tensor:
+        """SRModel.predict at ``scale`` (default: the top-level ``scale`` option)."""
+        self.eval_scale = self.options.scale if scale is None else scale
+        return super().predict(lq, **kwargs)
