@@ -81,3 +81,26 @@ def test_load_pretrained_mismatch_names_key_and_shapes(tmp_path):
         ckpt.load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3)), path, strict=True)
     report = ckpt.load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1)), path, strict=False)
     assert report['missing'] == ['1.weight', '1.bias'] and len(report['mismatched']) == 2
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_random_damage_is_always_a_checkpoint_error(tmp_path, seed):
+    """Flipped bytes, cut files and garbage: every failure to read is a CheckpointError naming the file."""
+    import random
+    rng = random.Random(seed)
+    path = tmp_path / 'x.state'
+    ckpt.atomic_save({'iter': 3, 'network': {'params': {'w': torch.randn(64)}}, 'rng': [(1, (2, 3), None)]}, path)
+    data = bytearray(path.read_bytes())
+    kind = seed % 3
+    if kind == 0:
+        data = data[:rng.randrange(1, len(data))]
+    elif kind == 1:
+        for _ in range(rng.randint(1, 20)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    else:
+        data = bytearray(rng.randbytes(rng.randint(1, 400)))
+    path.write_bytes(bytes(data))
+    try:
+        ckpt.load_checkpoint_file(path)
+    except CheckpointError as exc:
+        assert 'x.state' in str(exc)

@@ -14,6 +14,7 @@ from srkit.archs.spec import ArchSpec
 from srkit.utils.registry import ARCH_REGISTRY
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+EDSR_SPEC = ArchSpec(scales=(2, 3, 4, 8), subpixel_tail=('upsample', 'conv_last'))
 
 
 class ResidualBlock(nn.Module):
@@ -45,7 +46,7 @@ class Upsample(nn.Sequential):
         super().__init__(*layers)
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4, 8)))
+@ARCH_REGISTRY.register(meta=EDSR_SPEC)
 class EDSR(nn.Module):
     """EDSR with BasicSR's argument and parameter names (so BasicSR EDSR checkpoints load)."""
 
@@ -70,13 +71,13 @@ class EDSR(nn.Module):
         return x / self.img_range + self.mean
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4, 8)))
+@ARCH_REGISTRY.register(meta=EDSR_SPEC)
 def EDSR_baseline(upscale: int = 4, num_in_ch: int = 3, num_out_ch: int = 3) -> EDSR:
     """The paper's EDSR-baseline: 64 channels, 16 residual blocks (1.37 M parameters at x2)."""
     return EDSR(num_in_ch, num_out_ch, num_feat=64, num_block=16, upscale=upscale)
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4, 8)))
+@ARCH_REGISTRY.register(meta=EDSR_SPEC)
 def EDSR_tiny(upscale: int = 2, num_in_ch: int = 3, num_out_ch: int = 3) -> EDSR:
     """A 32-channel, 4-block EDSR that trains in minutes on a CPU (demo and tests)."""
     return EDSR(num_in_ch, num_out_ch, num_feat=32, num_block=4, upscale=upscale)

@@ -67,7 +67,7 @@ class IMDB(nn.Module):
         return self.c5(self.cca(torch.cat(parts, dim=1))) + x
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4)))
+@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), subpixel_tail=('upsampler',)))
 class IMDN(nn.Module):
     """IMDN (official option names): head conv, ``num_modules`` IMDBs whose outputs are all concatenated,
     1x1 fusion + LeakyReLU, 3x3 conv, shallow-feature residual, conv + PixelShuffle upsampler.
@@ -136,7 +136,7 @@ def rtc_official_keys(state_dict: StateDict) -> dict[str, torch.Tensor]:
     return mapped
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), official_keys=rtc_official_keys))
+@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), official_keys=rtc_official_keys, subpixel_tail=('upsampler',)))
 class IMDN_RTC(nn.Module):
     """IMDN-RTC, the real-time winner of the RTC 2019 challenge: no CCA, no concat fusion, a 1x1 LR conv."""
 

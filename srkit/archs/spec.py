@@ -24,6 +24,9 @@ class ArchSpec:
     same_size_output: the output has the input's size (e.g. IMDN_AS), not input * scale.
     official_keys: maps an official checkpoint's state dict (after ``module.`` is stripped) to srkit's
         parameter names; None when the official names are already srkit's.
+    subpixel_tail: the submodule(s) that map the final features to the image (conv + PixelShuffle ...),
+        in call order; empty when the network has no such tail. A multi-scale upsampler (IGConvSR)
+        replaces the first and drops the rest; the first one's first Conv2d gives the feature width.
     """
 
     scales: tuple[int, ...] = (2, 3, 4)
@@ -33,6 +36,7 @@ class ArchSpec:
     channels_last_safe: bool = True
     same_size_output: bool = False
     official_keys: Callable[[StateDict], dict[str, torch.Tensor]] | None = None
+    subpixel_tail: tuple[str, ...] = ()
 
     def supports_scale(self, scale: int) -> bool:
         return not self.scales or scale in self.scales

@@ -97,7 +97,8 @@ class KeyedDataset(Dataset):
 
     Subclasses implement ``__len__`` and ``_sample(index, rng)``. With
     ``skip_bad_images``, a training key whose image raises ``DataError`` (corrupt, too small, mismatched)
-    is served by the next index with the same seed, and the skip is logged and kept in ``skipped``.
+    is served by the next index with the same seed, and the skip is logged and kept in ``skipped``; the
+    sample's ``skipped`` entry carries the messages to the training loop, which reports them at the end.
     Validation and test keys always raise: a substitute image would bias the metrics.
     """
 
@@ -120,11 +121,16 @@ class KeyedDataset(Dataset):
         if rng is None or not self.skip_bad_images:
             return self._sample(index, rng)
         seed = int(key[1])
+        skipped_here: list[str] = []
         for offset in range(size):
             candidate = (index + offset) % size
             try:
-                return self._sample(candidate, np.random.default_rng(seed))
+                sample = self._sample(candidate, np.random.default_rng(seed))
+                # travels with the batch, so the main process learns of skips made in DataLoader workers
+                sample['skipped'] = '\n'.join(skipped_here)
+                return sample
             except DataError as exc:
+                skipped_here.append(str(exc))
                 if str(exc) not in self.skipped:
                     self.skipped.append(str(exc))
                     logger.warning('%s: skipping an unusable image (skip_bad_images): %s', self.name, exc)

@@ -40,11 +40,12 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
     results = []
     for entry in options.datasets_of('test') + options.datasets_of('val'):
         dataset = build_dataset(entry)
+        scale = entry.args.get('scale', options.scale)
         save_dir = root / 'visualization' / entry.name if val.save_img and dist.is_main else None
-        result = evaluate(lambda lq: model.predict(lq, tile=val.tile_size, overlap=val.tile_overlap,
+        result = evaluate(lambda lq: model.predict(lq, scale=scale, tile=val.tile_size, overlap=val.tile_overlap,
                                                    ensemble=val.self_ensemble),
                           dataset, entry.name, val.metrics, dist, save_dir=save_dir, suffix=val.suffix,
-                          show_progress=val.pbar)
+                          show_progress=val.pbar, crop_border=scale if model.multi_scale else None)
         results.append(result)
         means = ', '.join(f'{k}: {v:.4f}' for k, v in result.mean.items())
         logger.info('%s (%d images): %s', entry.name, len(result.per_image), means or 'no metrics')

@@ -18,7 +18,8 @@ from srkit.data.prefetchers import build_prefetcher
 from srkit.engine.experiment import (archive_existing, prepare_folder, restore_rng_state, rng_state, seed_everything,
                                      timestamp)
 from srkit.models.evaluator import EvalResult, bicubic_predictor, evaluate
-from srkit.utils.checkpoint import atomic_save, find_resume_state, load_checkpoint_file, network_path, training_state_path
+from srkit.utils.checkpoint import (atomic_save, find_resume_state, load_checkpoint_file, network_path,
+                                    remove_stale_temporaries, training_state_path)
 from srkit.utils.dist import DistContext, all_gather_objects, barrier, broadcast_object
 from srkit.utils.errors import CheckpointError, OptionError
 from srkit.utils.logger import ProgressLog, TensorboardWriter, setup_logger
@@ -64,16 +65,21 @@ class Trainer:
         self.dist = dist
         self.device = select_device(options, dist)
         self.root = Path(options.path.experiments_root or Path('experiments') / options.name)
+        setup_logger(None, dist.is_main)  # resume discovery may already have something to say
         self.resume = self._find_resume(auto_resume)
         archived = None
         if dist.is_main:
             if self.resume is None:
                 archived = archive_existing(self.root)
             prepare_folder(self.root, ('models', 'training_states', 'visualization'))
+            removed = remove_stale_temporaries(self.root)
         barrier()
         setup_logger(self.root / f'train_{options.name}_{timestamp()}.log', dist.is_main)
         if dist.is_main and self.resume is None and archived is not None:
             logger.info('An experiment folder %s existed; it was moved to %s.', self.root, archived)
+        if dist.is_main and removed:
+            logger.info('Removed %d unfinished checkpoint writes of an interrupted run (%s).', len(removed),
+                        ', '.join(p.name for p in removed))
         if dist.is_main:
             (self.root / f'options_{timestamp()}.yml').write_text(dump_options(options), encoding='utf-8')
         seed = options.manual_seed if options.manual_seed is not None else broadcast_object(
@@ -83,6 +89,7 @@ class Trainer:
         self.model = MODEL_REGISTRY.get(options.model_type)(options, self.device, dist)
         self.state = LoopState()
         self.bicubic_logged: set[str] = set()
+        self.skipped_images: set[str] = set()
         self._build_data()
         self.tb = TensorboardWriter(self.root / 'tb_logger' if options.logger.use_tb_logger and dist.is_main else None,
                                     logger)
@@ -117,7 +124,8 @@ class Trainer:
                                        enlarge_ratio=entry.loader.dataset_enlarge_ratio,
                                        num_replicas=self.dist.world_size, rank=self.dist.rank)
         self.train_loader = build_dataloader(self.train_set, entry.loader, self.sampler, 'train', self.seed)
-        self.val_sets = [(e.name, build_dataset(e)) for e in self.options.datasets_of('val')]
+        self.val_sets = [(e.name, build_dataset(e), e.args.get('scale', self.options.scale))
+                         for e in self.options.datasets_of('val')]
         batch = entry.loader.batch_size_per_gpu
         logger.info('Training set %s: %d images, %d per epoch per rank (batch %d per process x %d processes, '
                     'enlarge ratio %d).', entry.name, len(self.train_set), len(self.sampler), batch,
@@ -154,6 +162,7 @@ class Trainer:
             while self.state.iteration < total:
                 self.sampler.set_epoch(self.state.epoch, start=self.state.consumed_global // self.dist.world_size)
                 for data in build_prefetcher(self.train_loader, self.loader_opt.prefetch_mode, self.device):
+                    self.skipped_images.update(m for ms in data.pop('skipped', ()) for m in ms.split('\n') if m)
                     micro.append(data)
                     self.state.consumed_global += batch * self.dist.world_size
                     if len(micro) < accumulation:
@@ -172,42 +181,50 @@ class Trainer:
         if self.state.iteration % opt.logger.save_checkpoint_freq:
             self.save()
         self._save_network('latest')
+        skipped = sorted(set().union(*all_gather_objects(self.skipped_images)))
+        if skipped:
+            logger.warning('%d unusable training images were skipped (skip_bad_images):\n  %s', len(skipped),
+                           '\n  '.join(skipped))
         logger.info('Training finished: %d iterations.', self.state.iteration)
         self.tb.close()
 
     def _after_step(self, losses: dict[str, float] | None, progress: ProgressLog) -> None:
+        """Log, validate, then checkpoint: a state saved at iteration N includes N's validation, so a run
+        killed during that validation redoes it on resume and keeps the same best-metric history."""
         it = self.state.iteration
         lr = self.model.current_lr()
         if losses is not None:
             progress.update(it, losses, lr)
             if it % self.options.logger.print_freq == 0:
                 self.tb.scalars({f'losses/{k}': v for k, v in losses.items()} | {'lr': lr}, it)
-        if it % self.options.logger.save_checkpoint_freq == 0:
-            self.save()
         if self.val_sets and self.options.val is not None and it % self.options.val.val_freq == 0:
             self.validate()
+        if it % self.options.logger.save_checkpoint_freq == 0:
+            self.save()
 
     # ---- validation -------------------------------------------------------------------------------------
     def validate(self) -> list[EvalResult]:
         val = self.options.val
         it = self.state.iteration
         results = []
-        for name, dataset in self.val_sets:
+        for name, dataset, scale in self.val_sets:
             save_dir = self.root / 'visualization' / name if val.save_img and self.dist.is_main else None
             result = evaluate(
-                lambda lq: self.model.predict(lq, use_ema=val.use_ema, tile=val.tile_size, overlap=val.tile_overlap,
-                                              ensemble=val.self_ensemble),
-                dataset, name, val.metrics, self.dist, save_dir=save_dir, suffix=str(it))
+                lambda lq: self.model.predict(lq, scale=scale, use_ema=val.use_ema, tile=val.tile_size,
+                                              overlap=val.tile_overlap, ensemble=val.self_ensemble),
+                dataset, name, val.metrics, self.dist, save_dir=save_dir, suffix=str(it),
+                crop_border=scale if self.model.multi_scale else None)
             results.append(result)
             self._log_validation(result)
             if self.tb.writer is not None:
                 sample = dataset[0]
-                sr = self.model.predict(sample['lq'].unsqueeze(0), use_ema=val.use_ema, tile=val.tile_size,
-                                        overlap=val.tile_overlap)
+                sr = self.model.predict(sample['lq'].unsqueeze(0), scale=scale, use_ema=val.use_ema,
+                                        tile=val.tile_size, overlap=val.tile_overlap)
                 self.tb.image(f'val/{name}/{Path(str(sample.get("lq_path", "0"))).stem}', sr[0].clamp(0, 1).cpu(), it)
             if name not in self.bicubic_logged and self.model.out_scale > 1:
                 self.bicubic_logged.add(name)
-                baseline = evaluate(bicubic_predictor(self.model.out_scale), dataset, name, val.metrics, self.dist)
+                baseline = evaluate(bicubic_predictor(self.model.out_scale), dataset, name, val.metrics, self.dist,
+                                    crop_border=scale if self.model.multi_scale else None)
                 logger.info('Validation %s, bicubic baseline: %s', name,
                             '; '.join(f'{k}: {v:.4f}' for k, v in baseline.mean.items()))
         return results

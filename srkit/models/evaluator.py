@@ -6,6 +6,7 @@ of a single-process run and no rank is left waiting.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -44,8 +45,11 @@ def bicubic_predictor(scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: torch.utils.data.Dataset, dataset_name: str,
              metrics: dict[str, Component], dist: DistContext = DistContext(), save_dir: Path | None = None,
-             suffix: str | None = None, show_progress: bool = False) -> EvalResult:
-    """Run ``predict`` on every sample (batch of one), score it, optionally save the SR image."""
+             suffix: str | None = None, show_progress: bool = False, crop_border: int | None = None) -> EvalResult:
+    """Run ``predict`` on every sample (batch of one), score it, optionally save the SR image.
+
+    ``crop_border`` replaces the metrics' own (a multi-scale model scores each set at its scale).
+    """
     from srkit.data.image_io import tensor_to_img, write_image
 
     indices = list(range(dist.rank, len(dataset), dist.world_size))
@@ -68,8 +72,11 @@ def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: torch.uti
                                 f'{tuple(gt.shape[-2:])} (H, W); check the scale and the LR/HR pairing.')
             sr_q, gt_q = quantize(sr.cpu()), quantize(gt)
             for key, comp in metrics.items():
+                metric = METRIC_REGISTRY.get(comp.type)
                 args = {k: v for k, v in comp.args.items() if k != 'better'}
-                row[key] = float(METRIC_REGISTRY.get(comp.type)(sr_q, gt_q, **args)[0])
+                if crop_border is not None and 'crop_border' in inspect.signature(metric).parameters:
+                    args['crop_border'] = crop_border
+                row[key] = float(metric(sr_q, gt_q, **args)[0])
         if save_dir is not None:
             out_name = f'{name}_{suffix}.png' if suffix else f'{name}.png'
             write_image(save_dir / out_name, tensor_to_img(sr[0].cpu()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,6 +37,9 @@ def build_network(options: Options) -> nn.Module:
 @MODEL_REGISTRY.register()
 class SRModel:
     TrainOptions = TrainOptions
+    # True for models whose network serves several scales: datasets may then set their own ``scale``, and
+    # validation and test pass it to ``predict`` and use it as every metric's crop_border.
+    multi_scale: ClassVar[bool] = False
 
     def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
         self.options = options
@@ -225,8 +228,11 @@ class SRModel:
         return 1 if self.spec.same_size_output else self.options.scale
 
     @torch.no_grad()
-    def predict(self, lq: torch.Tensor, *, use_ema: bool = True, tile: int = 0, overlap: int = 16,
-                ensemble: bool = False) -> torch.Tensor:
+    def predict(self, lq: torch.Tensor, *, scale: int | None = None, use_ema: bool = True, tile: int = 0,
+                overlap: int = 16, ensemble: bool = False) -> torch.Tensor:
+        if scale is not None and scale != self.options.scale:
+            raise OptionError(f'{type(self).__name__} is single-scale (x{self.options.scale}): '
+                              f'it cannot predict x{scale}.')
         net = self.inference_network(use_ema)
         was_training = net.training
         net.eval()

@@ -13,7 +13,6 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,7 +21,7 @@ import torch
 from srkit.utils.errors import CheckpointError
 
 __all__ = ['atomic_save', 'load_checkpoint_file', 'extract_state_dict', 'load_pretrained', 'find_resume_state',
-           'training_state_path', 'network_path']
+           'training_state_path', 'network_path', 'remove_stale_temporaries']
 
 logger = logging.getLogger('srkit')
 _STATE_NAME = re.compile(r'^(\d+)\.state$')
@@ -88,8 +87,9 @@ def load_checkpoint_file(path: str | Path) -> Any:
                 'containers, which could run code when loaded. srkit only loads weights '
                 '(torch.load weights_only=True).') from None
         raise CheckpointError(f'Checkpoint {path} is corrupt: {exc}.') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as exc:
-        raise CheckpointError(f'Checkpoint {path} is corrupt or truncated: {str(exc).splitlines()[0]}.') from None
+    except Exception as exc:  # noqa: BLE001 - the unpickler fails in many ways on damaged files; all mean corrupt
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f'Checkpoint {path} is corrupt or truncated ({detail}).') from None
 
 
 def extract_state_dict(data: Any, param_key: str | None, source: str) -> dict[str, torch.Tensor]:
@@ -151,6 +151,21 @@ def load_pretrained(net: torch.nn.Module, path: str | Path, *, param_key: str | 
         if keys:
             logger.warning('Loading %s: %d %s keys, e.g. %s', path, len(keys), kind, keys[0])
     return report
+
+
+def remove_stale_temporaries(root: str | Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that a killed run never finished.
+
+    Only names ``atomic_save`` makes (``.<target>.<random>.tmp``) in ``models/`` and ``training_states/``
+    are touched: they are incomplete by construction, and the checkpoint they were replacing is intact.
+    """
+    removed = []
+    for folder in (Path(root) / 'models', Path(root) / 'training_states'):
+        if folder.is_dir():
+            for path in folder.glob('.*.tmp'):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def training_state_path(root: str | Path, iteration: int) -> Path:

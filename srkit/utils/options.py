@@ -196,7 +196,9 @@ def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<optio
         options.is_train = is_train
         options.source = source
         _resolve_network(options)
-        options.datasets = {key: _parse_dataset(key, value, options.scale)
+        from srkit.utils.registry import MODEL_REGISTRY
+        own_scale = getattr(_lookup(MODEL_REGISTRY, options.model_type, 'model_type'), 'multi_scale', False)
+        options.datasets = {key: _parse_dataset(key, value, options.scale, own_scale)
                             for key, value in (options.datasets or {}).items()}
         _resolve_model_and_train(options, data.get('train'))
         if options.val is not None:
@@ -264,7 +266,8 @@ def _accepts(target: Any, name: str) -> bool:
     return name in inspect.signature(target).parameters
 
 
-def _parse_dataset(key: str, value: Any, scale: int) -> DatasetOptions:
+def _parse_dataset(key: str, value: Any, scale: int, own_scale: bool = False) -> DatasetOptions:
+    """``own_scale``: the model is multi-scale, so the entry may set a ``scale`` other than the top-level one."""
     from srkit.data.loader import LoaderOptions
     from srkit.utils.registry import DATASET_REGISTRY
     phase = key.split('_')[0]
@@ -301,7 +304,7 @@ def _parse_dataset(key: str, value: Any, scale: int) -> DatasetOptions:
             raise unknown_key_error(path, unknown.group(1), valid, f' (dataset {type_name} does not take it)') \
                 from None
         raise
-    if 'scale' in args and args['scale'] != scale:
+    if 'scale' in args and args['scale'] != scale and not own_scale:
         raise OptionError(f'Option "{path}.scale" is {args["scale"]} but "scale" is {scale}.')
     for k in provided:
         args.setdefault(k, injected[k])

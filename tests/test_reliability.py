@@ -1,0 +1,240 @@
+"""Faults injected into real training runs: kill -9, corrupt states, code-carrying checkpoints, broken
+images, a full disk, a NaN storm. Nothing saved may be lost and no fault may go unexplained.
+
+Runs go through tests/fault_harness.py, which patches srkit from outside and runs srkit/train.py.
+docs/RELIABILITY.md summarises what these tests inject and what they found.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srkit.data.image_io import write_image
+from srkit.utils.checkpoint import load_checkpoint_file
+from training_helpers import TINY_TRAIN, make_images
+
+REPO = Path(__file__).resolve().parents[1]
+HARNESS = REPO / 'tests' / 'fault_harness.py'
+TIMEOUT = 300
+KILL_SEED = 2026
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    make_images(tmp_path / 'hr', 4)
+    make_images(tmp_path / 'val', 2, seed=1)
+    path = tmp_path / 'tiny.yml'
+    path.write_text(TINY_TRAIN.format(root=tmp_path))
+    return path
+
+
+def command(opt: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(HARNESS), '-opt', str(opt), *extra]
+
+
+def harness_env(faults: str) -> dict[str, str]:
+    return dict(os.environ, SRKIT_FAULTS=faults, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+
+
+def run(opt: Path, *extra: str, faults: str = '', cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(command(opt, *extra), cwd=cwd, env=harness_env(faults), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+
+
+def latest_weights(exp: Path) -> dict:
+    return load_checkpoint_file(exp / 'models' / 'net_g_latest.pth')
+
+
+def newest_state(exp: Path) -> Path | None:
+    states = sorted((exp / 'training_states').glob('*.state'), key=lambda p: int(p.stem))
+    return states[-1] if states else None
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    for key in ('params', 'params_ema'):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f'{key}.{name} differs'
+
+
+KILL_RUN = ['train.total_iter=40', 'logger.save_checkpoint_freq=2', 'val.val_freq=5', 'logger.print_freq=1']
+
+
+def test_kill_9_at_20_moments_then_auto_resume_is_bit_identical(tmp_path, tiny):
+    straight = run(tiny, '--force_yml', *KILL_RUN, f'path.experiments_root={tmp_path}/straight', cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    exp = tmp_path / 'killed'
+    rng = random.Random(KILL_SEED)
+    plan = ['write'] * 7 + ['validation'] * 6 + ['anywhere'] * 7
+    rng.shuffle(plan)
+    landed = {'write': 0, 'validation': 0, 'anywhere': 0}
+    for point in plan:
+        proc = subprocess.Popen(command(tiny, '--auto_resume', '--force_yml', *KILL_RUN,
+                                        f'path.experiments_root={exp}'),
+                                cwd=tmp_path, env=harness_env('slow_write=0.2,slow_validation=0.2'),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        marker = {'write': '@@WRITE', 'validation': '@@VALIDATION'}.get(point)
+        wanted = rng.randint(1, 3)
+        deadline = time.monotonic() + (rng.uniform(0.5, 4.0) if marker is None else TIMEOUT)
+        started = marker is not None
+        for line in proc.stdout:
+            if marker is None and not started and 'Training ' in line:
+                started, deadline = True, time.monotonic() + rng.uniform(0.2, 3.0)
+            if marker is not None and line.startswith(marker):
+                wanted -= 1
+                if wanted == 0:
+                    break
+            if marker is None and started and time.monotonic() > deadline:
+                break
+        if proc.poll() is None:
+            proc.kill()
+            landed[point] += 1
+        proc.wait(timeout=TIMEOUT)
+        state = newest_state(exp)
+        if state is not None:  # the newest checkpoint is always complete and readable
+            assert load_checkpoint_file(state)['iter'] == int(state.stem)
+    assert sum(landed.values()) >= 18, landed  # a few 'anywhere' kills may come after the run ended
+    assert landed['write'] == 7 and landed['validation'] == 6, landed
+
+    final = run(tiny, '--auto_resume', '--force_yml', *KILL_RUN, f'path.experiments_root={exp}', cwd=tmp_path)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert_identical(latest_weights(exp), latest_weights(tmp_path / 'straight'))
+    best = lambda root: load_checkpoint_file(root / 'training_states' / '40.state')['loop']['best']  # noqa: E731
+    assert best(exp) == best(tmp_path / 'straight')
+    assert not list((exp / 'training_states').glob('.*.tmp')) and not list((exp / 'models').glob('.*.tmp'))
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'zero bytes', 'wrong content'])
+def test_corrupt_newest_state_falls_back_to_the_previous_one(tmp_path, tiny, damage):
+    common = ['logger.save_checkpoint_freq=2', 'val.val_freq=100']
+    first = run(tiny, '--force_yml', 'train.total_iter=6', *common, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    exp = tmp_path / 'exp'
+    newest = exp / 'training_states' / '6.state'
+    data = newest.read_bytes()
+    newest.write_bytes({'truncated': data[:len(data) // 2], 'zero bytes': b'',
+                        'wrong content': b'this is not a checkpoint' * 10}[damage])
+    resumed = run(tiny, '--auto_resume', '--force_yml', 'train.total_iter=8', *common, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert '6.state' in resumed.stdout and 'Falling back' in resumed.stdout
+    assert re.search(r'Resumed from \S*4\.state at iteration 4', resumed.stdout)
+    assert load_checkpoint_file(exp / 'training_states' / '8.state')['iter'] == 8
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f'touch {Path.cwd() / "CODE_RAN"}',))
+
+
+def test_code_carrying_checkpoint_is_refused_and_does_not_run(tmp_path, tiny):
+    evil = tmp_path / 'evil.pth'
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        torch.save({'params': {}, 'payload': _Payload()}, evil)
+    finally:
+        os.chdir(cwd)
+    result = run(tiny, '--force_yml', f'path.pretrain_network_g={evil}', cwd=tmp_path)
+    assert result.returncode == 2 and 'evil.pth was refused' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not (tmp_path / 'CODE_RAN').exists()
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A valid PNG header announcing a huge image (a decompression bomb) without the pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body))
+
+    header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b'\x00' * 64)) + \
+        chunk(b'IEND', b'')
+
+
+def broken_corpus(folder: Path) -> dict[str, str]:
+    """Unusable or unusual images, each with the words its message must contain (empty: accepted)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    png = folder / 'source.png'
+    write_image(png, rgb)
+    data = png.read_bytes()
+    png.unlink()
+    (folder / 'truncated.png').write_bytes(data[:len(data) // 2])
+    Image.fromarray(rgb).save(folder / 'jpeg_source.jpg', quality=90)
+    jpeg = (folder / 'jpeg_source.jpg').read_bytes()
+    (folder / 'jpeg_source.jpg').unlink()
+    (folder / 'truncated.jpg').write_bytes(jpeg[:len(jpeg) // 3])
+    (folder / 'zero.png').write_bytes(b'')
+    (folder / 'text.png').write_text('not an image at all')
+    Image.fromarray((rng.integers(0, 65535, (40, 40), dtype=np.uint16))).save(folder / 'sixteen.png')
+    Image.new('RGB', (1, 1)).save(folder / 'one_pixel.png')
+    (folder / 'huge.png').write_bytes(png_claiming_size(60000, 60000))
+    return {'truncated.png': 'truncated.png', 'truncated.jpg': 'truncated.jpg', 'zero.png': 'zero.png',
+            'text.png': 'text.png', 'sixteen.png': 'sixteen.png', 'one_pixel.png': 'one_pixel.png',
+            'huge.png': 'huge.png'}
+
+
+def test_broken_images_in_train_val_and_test_paths(tmp_path, tiny):
+    corpus = broken_corpus(tmp_path / 'broken')
+    hr = tmp_path / 'hr'
+    for name in corpus:
+        (hr / name).write_bytes((tmp_path / 'broken' / name).read_bytes())
+    # training without skipping: a clear message naming one of the bad files, non-zero exit
+    strict = run(tiny, '--force_yml', 'train.total_iter=4', 'val.val_freq=100', cwd=tmp_path)
+    assert strict.returncode == 2 and 'Traceback' not in strict.stderr
+    assert any(name in strict.stderr for name in corpus), strict.stderr
+    # training told to skip: finishes and reports every bad file it met at the end
+    lenient = run(tiny, '--force_yml', 'train.total_iter=30', 'val.val_freq=100', 'datasets.train.gt_size=8',
+                  'datasets.train.skip_bad_images=true', 'datasets.train.dataset_enlarge_ratio=10',
+                  'datasets.train.batch_size_per_gpu=4', cwd=tmp_path)
+    assert lenient.returncode == 0, lenient.stderr[-2000:]
+    report = lenient.stdout[lenient.stdout.index('unusable training images were skipped'):]
+    assert sum(name in report for name in corpus) >= 6, report
+    # a bad image among the validation images (the training images are fine here)
+    make_images(tmp_path / 'hr_clean', 4)
+    for name in ('truncated.png', 'sixteen.png'):
+        val = tmp_path / f'val_{name}'
+        make_images(val, 1, seed=1)
+        (val / name).write_bytes((tmp_path / 'broken' / name).read_bytes())
+        bad_val = run(tiny, '--force_yml', 'train.total_iter=2', 'val.val_freq=2', f'datasets.val.dataroot_gt={val}',
+                      f'datasets.train.dataroot_gt={tmp_path}/hr_clean',
+                      f'path.experiments_root={tmp_path}/v_{name}', cwd=tmp_path)
+        assert bad_val.returncode == 2 and name in bad_val.stderr and 'Traceback' not in bad_val.stderr
+
+
+def test_disk_full_while_saving_stops_clearly_and_keeps_the_previous_checkpoint(tmp_path, tiny):
+    common = ['train.total_iter=10', 'logger.save_checkpoint_freq=2', 'val.val_freq=100']
+    # writes 1-2 are the checkpoint at iteration 2 (network, state); write 3 fails
+    full = run(tiny, '--force_yml', *common, faults='disk_full_at=3', cwd=tmp_path)
+    assert full.returncode == 2 and 'the disk is full' in full.stderr and 'Traceback' not in full.stderr
+    exp = tmp_path / 'exp'
+    assert load_checkpoint_file(exp / 'training_states' / '2.state')['iter'] == 2
+    assert not list((exp / 'models').glob('.*.tmp')) and not list((exp / 'training_states').glob('.*.tmp'))
+    freed = run(tiny, '--auto_resume', '--force_yml', *common, cwd=tmp_path)
+    assert freed.returncode == 0 and 'Resumed from' in freed.stdout
+
+
+def test_nan_storm_skips_counts_reports_and_stops_with_last_good_checkpoint(tmp_path, tiny):
+    result = run(tiny, '--force_yml', 'train.total_iter=40', 'logger.save_checkpoint_freq=4', 'val.val_freq=100',
+                 'train.max_nonfinite_steps=5', faults='nan_from=7,nan_steps=100', cwd=tmp_path)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    assert '5 consecutive steps had non-finite losses' in result.stderr
+    assert len(re.findall(r'non-finite loss or gradient', result.stdout)) == 5
+    state = load_checkpoint_file(tmp_path / 'exp' / 'training_states' / '8.state')
+    # iteration 8's checkpoint holds the weights of iteration 6: iterations 7 and 8 were skipped steps
+    assert all(torch.isfinite(v).all() for v in state['network']['params'].values())
+    assert not (tmp_path / 'exp' / 'training_states' / '12.state').exists()
