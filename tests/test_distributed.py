@@ -118,26 +118,37 @@ def test_a_failing_rank_ends_the_job_quickly_with_its_message(tmp_path, tiny):
     assert elapsed < TIMEOUT / 2, f'the job took {elapsed:.0f} s to end'
 
 
-def test_a_killed_rank_ends_the_job(tmp_path, tiny):
+def test_a_killed_rank_ends_the_job_and_the_run_resumes(tmp_path, tiny):
+    common = ['train.total_iter=16', 'logger.save_checkpoint_freq=2', 'logger.print_freq=1', 'val.val_freq=100',
+              'train.grad_accumulation=1']
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-           str(REPO / 'srkit' / 'train.py'), '-opt', str(tiny), '--launcher', 'pytorch', '--force_yml',
-           'train.total_iter=100000', 'logger.print_freq=1', 'val.val_freq=100000']
+           str(REPO / 'srkit' / 'train.py'), '-opt', str(tiny), '--launcher', 'pytorch', '--force_yml', *common,
+           f'path.experiments_root={tmp_path}/killed']
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for line in proc.stdout:  # wait until training runs
-            if '[iter' in line:
+        for line in proc.stdout:  # wait until a checkpoint exists, then kill one rank
+            if 'Saved checkpoint at iteration 4' in line:
                 break
         children = subprocess.run(['pgrep', '-f', '-P', str(proc.pid), 'train.py'], capture_output=True,
                                   text=True).stdout.split()
         assert len(children) == 2, children
         subprocess.run(['kill', '-9', children[1]], check=True)
         start = time.monotonic()
-        proc.wait(timeout=TIMEOUT / 2)
+        output = proc.communicate(timeout=TIMEOUT / 2)[0]
         assert proc.returncode != 0
         assert time.monotonic() - start < TIMEOUT / 2
+        assert 'SIGKILL' in output or 'Signal 9' in output or 'exitcode' in output
     finally:
         if proc.poll() is None:
             proc.kill()
+    resumed = launch('train.py', tiny, 2, '--auto_resume', '--force_yml', *common,
+                     f'path.experiments_root={tmp_path}/killed', cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'Resumed from' in resumed.stdout
+    one = launch('train.py', tiny, 1, '--force_yml', *common, 'datasets.train.batch_size_per_gpu=4',
+                 f'path.experiments_root={tmp_path}/one', cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert_close(weights(tmp_path / 'killed'), weights(tmp_path / 'one'))
 
 
 def test_slurm_launcher_with_srun_environment(tmp_path, tiny):
