@@ -94,3 +94,17 @@ def test_cli_loads_wrapped_weights_exports_and_keeps_existing_files(tmp_path: Pa
     assert cli.main(args[:3] + ['3'] + args[4:] + ['--force']) == 1  # x2 weights do not fit x3
     assert 'does not fit' in capsys.readouterr().err
     assert output.read_bytes() == written and sorted(p.name for p in tmp_path.iterdir()) == ['etds.onnx', 'w.pth']
+
+
+def test_imdn_rtc_official_weights_export_and_match(tmp_path: Path):
+    """IMDN_RTC (the real-time IMDN) with its official weights, as a mobile deployment would ship it."""
+    from conftest import SHARED
+    from srkit.utils.checkpoint import load_pretrained
+    from srkit.utils.registry import ARCH_REGISTRY
+    net = ARCH_REGISTRY.get('IMDN_RTC')(upscale=2)
+    weights = SHARED / 'weights' / 'IMDN' / 'model_RTC.pth'
+    if weights.exists():  # the official checkpoint; random weights otherwise (the export path is the same)
+        load_pretrained(net, weights, strict=True, arch_type='IMDN_RTC')
+    net.eval()
+    path = export_onnx(net, tmp_path / 'rtc.onnx', (1, 3, 32, 32))
+    assert verify_onnx(net, path, [torch.rand(1, 3, 32, 32), torch.rand(1, 3, 45, 61)], atol=1e-4) <= 1e-4
