@@ -1,8 +1,8 @@
-"""The demo option files: the scikit-image photographs are prepared, trained on and evaluated by test.py.
-
-A short version runs here; the full demo's figures (time, PSNR vs bicubic) are in docs/BENCHMARKS.md.
-"""
+"""The demo option files: the scikit-image photographs are prepared, trained on, beat bicubic, and are
+evaluated by test.py. The run is shortened to 400 of its 1000 iterations; the full demo's figures (time,
+PSNR vs bicubic) are in docs/BENCHMARKS.md."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,19 +12,21 @@ from srkit.data.demo_dataset import DEMO_IMAGES
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_demo_trains_and_test_py_evaluates(tmp_path):
+def test_demo_trains_beats_bicubic_and_test_py_evaluates(tmp_path):
     train = subprocess.run(
         [sys.executable, str(REPO / 'srkit/train.py'), '-opt', str(REPO / 'options/train/Demo/train_EDSR_tiny_x2_demo.yml'),
-         '--force_yml', 'train.total_iter=20', 'val.val_freq=20', 'logger.print_freq=10',
-         'logger.save_checkpoint_freq=20'], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+         '--force_yml', 'train.total_iter=400', 'val.val_freq=400', 'logger.save_checkpoint_freq=400'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert train.returncode == 0, train.stderr[-3000:]
     assert 'Preparing the demo dataset from scikit-image' in train.stdout
-    assert 'Validation DemoVal, bicubic baseline: psnr:' in train.stdout
+    psnr = float(re.search(r'Validation DemoVal @ iter 400: psnr: ([\d.]+)', train.stdout).group(1))
+    bicubic = float(re.search(r'Validation DemoVal, bicubic baseline: psnr: ([\d.]+)', train.stdout).group(1))
+    assert psnr > bicubic + 0.5, f'demo {psnr:.2f} dB vs bicubic {bicubic:.2f} dB'
+
     train_names = {p.stem for p in (tmp_path / 'datasets/demo/train').glob('*.png')}
     val_names = {p.stem for p in (tmp_path / 'datasets/demo/val').glob('*.png')}
     assert train_names == {n for n, _, _ in DEMO_IMAGES['train']} and val_names == {n for n, _, _ in DEMO_IMAGES['val']}
     assert not train_names & val_names
-    assert (tmp_path / 'experiments/demo_EDSR_tiny_x2/models/net_g_latest.pth').exists()
 
     test = subprocess.run(
         [sys.executable, str(REPO / 'srkit/test.py'), '-opt', str(REPO / 'options/test/Demo/test_EDSR_tiny_x2_demo.yml')],
@@ -33,18 +35,5 @@ def test_demo_trains_and_test_py_evaluates(tmp_path):
     results = json.loads((tmp_path / 'results/demo_EDSR_tiny_x2/results.json').read_text())
     rows = results['datasets'][0]['per_image']
     assert {r['image'] for r in rows} == val_names
-    assert all(0 < r['psnr'] < 100 and 0 < r['ssim'] <= 1 for r in rows)
+    assert results['datasets'][0]['mean']['psnr'] > bicubic + 0.5  # test.py agrees with validation
     assert len(list((tmp_path / 'results/demo_EDSR_tiny_x2/visualization/DemoVal').glob('*.png'))) == 2
-
-
-def test_demo_beats_bicubic_by_a_clear_margin(tmp_path):
-    """Half the demo (500 of its 1000 iterations) already beats bicubic on the held-out photographs."""
-    import re
-    train = subprocess.run(
-        [sys.executable, str(REPO / 'srkit/train.py'), '-opt', str(REPO / 'options/train/Demo/train_EDSR_tiny_x2_demo.yml'),
-         '--force_yml', 'train.total_iter=500', 'val.val_freq=500', 'logger.use_tb_logger=false'],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert train.returncode == 0, train.stderr[-3000:]
-    psnr = float(re.search(r'Validation DemoVal @ iter 500: psnr: ([\d.]+)', train.stdout).group(1))
-    bicubic = float(re.search(r'Validation DemoVal, bicubic baseline: psnr: ([\d.]+)', train.stdout).group(1))
-    assert psnr > bicubic + 0.5, f'demo {psnr:.2f} dB vs bicubic {bicubic:.2f} dB'
