@@ -16,15 +16,6 @@ from srkit.utils.registry import ARCH_REGISTRY, build
 PUBLISHED = {'num_feat': 192, 'num_block': 24}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (badly so on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def official_keys(num_feat: int, num_block: int, upscale: int, num_in_ch: int = 3, num_out_ch: int = 3,
                   d_state: int = 16, d_conv: int = 4, expand: int = 2, ffn_expansion_factor: float = 2.66,
                   compress_ratio: int = 4, squeeze_factor: int = 30) -> Iterator[tuple[str, tuple[int, ...]]]:

@@ -21,15 +21,6 @@ F64_RTOL = 1e-5  # the brief's bound; float64 actually agrees to ~1e-14
 F32_RTOL = 1e-4  # float32 chunked vs float64 reference: cumulative sums reorder the rounding
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (badly so on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     """Max error relative to the largest reference value."""
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
