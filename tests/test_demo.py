@@ -10,11 +10,13 @@ from pathlib import Path
 from srkit.data.demo_dataset import DEMO_IMAGES
 
 REPO = Path(__file__).resolve().parents[1]
+TRAIN_OPT = 'options/train/Demo/train_EDSR_tiny_x2_demo.yml'
+TEST_OPT = 'options/test/Demo/test_EDSR_tiny_x2_demo.yml'
 
 
 def test_demo_trains_beats_bicubic_and_test_py_evaluates(tmp_path):
     train = subprocess.run(
-        [sys.executable, str(REPO / 'srkit/train.py'), '-opt', str(REPO / 'options/train/Demo/train_EDSR_tiny_x2_demo.yml'),
+        [sys.executable, str(REPO / 'srkit/train.py'), '-opt', str(REPO / TRAIN_OPT),
          '--force_yml', 'train.total_iter=400', 'val.val_freq=400', 'logger.save_checkpoint_freq=400'],
         cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert train.returncode == 0, train.stderr[-3000:]
@@ -29,7 +31,7 @@ def test_demo_trains_beats_bicubic_and_test_py_evaluates(tmp_path):
     assert not train_names & val_names
 
     test = subprocess.run(
-        [sys.executable, str(REPO / 'srkit/test.py'), '-opt', str(REPO / 'options/test/Demo/test_EDSR_tiny_x2_demo.yml')],
+        [sys.executable, str(REPO / 'srkit/test.py'), '-opt', str(REPO / TEST_OPT)],
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert test.returncode == 0, test.stderr[-3000:]
     results = json.loads((tmp_path / 'results/demo_EDSR_tiny_x2/results.json').read_text())

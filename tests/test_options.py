@@ -125,7 +125,7 @@ def test_losses_as_list_and_basicsr_keys():
 
 def test_test_options_need_no_train_section():
     text = BASE.split('train:\n  total_iter')[0]
-    text = text.replace('  train:\n    name: T', '  test_1:\n    name: T').replace('HRBicubicDataset', 'HRBicubicDataset')
+    text = text.replace('  train:\n    name: T', '  test_1:\n    name: T')
     opt = parse(text=text, is_train=False)
     assert opt.train is None and opt.datasets_of('test')[0].name == 'T'
 

@@ -134,7 +134,8 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
 
 def test_warmup_scales_the_step_not_the_schedule(tmp_path):
     options = tiny_options(tmp_path, ['train.optim_g={type: Adam, lr: 0.01}', 'train.warmup_iter=4',
-                                      'train.scheduler={type: MultiStepLR, milestones: [100]}', 'train.grad_accumulation=1'])
+                                      'train.scheduler={type: MultiStepLR, milestones: [100]}',
+                                      'train.grad_accumulation=1'])
     trainer = Trainer(options, DistContext())
     batch = next(iter(trainer.train_loader))
     lrs = []

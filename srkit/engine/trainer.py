@@ -133,7 +133,8 @@ class Trainer:
 
     def _restore(self, path: Path, state: dict[str, Any]) -> None:
         meta = state.get('meta', {})
-        if meta.get('arch') not in (None, self.options.network_g.type) or meta.get('scale') not in (None, self.options.scale):
+        other_arch = meta.get('arch') not in (None, self.options.network_g.type)
+        if other_arch or meta.get('scale') not in (None, self.options.scale):
             raise CheckpointError(f'Training state {path} is for {meta.get("arch")} x{meta.get("scale")}, not '
                                   f'{self.options.network_g.type} x{self.options.scale}.')
         self.model.load_state_dict(state)
@@ -144,7 +145,8 @@ class Trainer:
             restore_rng_state(rng[self.dist.rank])
         else:
             logger.warning('The training state was made by %d processes, this run has %d: data order and sampler '
-                           'position are kept, per-process random states are re-seeded.', len(rng), self.dist.world_size)
+                           'position are kept, per-process random states are re-seeded.', len(rng),
+                           self.dist.world_size)
             seed_everything(self.seed + self.dist.rank + self.state.iteration)
         logger.info('Resumed from %s at iteration %d (epoch %d).', path, self.state.iteration, self.state.epoch)
 

@@ -103,7 +103,8 @@ class SRModel:
         return 'l_' + (key[:-4] if key.endswith('_opt') else type_name.removesuffix('Loss').lower())
 
     def _match_parameters(self, patterns: list[str]) -> list[nn.Parameter]:
-        matched = [p for name, p in self.net_g.named_parameters() if any(fnmatch.fnmatch(name, pat) for pat in patterns)]
+        matched = [p for name, p in self.net_g.named_parameters()
+                   if any(fnmatch.fnmatch(name, pat) for pat in patterns)]
         if not matched:
             names = [n for n, _ in self.net_g.named_parameters()][:5]
             raise OptionError(f'Option "train.freeze_params": {patterns} match no parameter of '

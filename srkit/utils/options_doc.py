@@ -107,7 +107,8 @@ def options_markdown() -> str:
             '### Losses (`train.losses[*].type`, `train.pixel_opt.type`, ...)', '', *_registry_table(LOSS_REGISTRY), '',
             '### Metrics (`val.metrics.<name>.type`)', '', *_registry_table(METRIC_REGISTRY, skip=2), '',
             '### Optimizers (`train.optim_g.type`)', '',
-            'Any `torch.optim` class by name, e.g. `RAdam`; registered:', '', *_registry_table(OPTIMIZER_REGISTRY, 1), '',
+            'Any `torch.optim` class by name, e.g. `RAdam`; registered:', '',
+            *_registry_table(OPTIMIZER_REGISTRY, 1), '',
             '### Schedulers (`train.scheduler.type`)', '',
             'Any `torch.optim.lr_scheduler` class by name, e.g. `MultiStepLR`; registered:', '',
             *_registry_table(SCHEDULER_REGISTRY, 1), '']
