@@ -121,9 +121,9 @@ def _to_rgb(img: Image.Image, name: str) -> np.ndarray:
 
 def _check_uint8_image(img: np.ndarray, what: str) -> None:
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim not in (2, 3) \
-            or (img.ndim == 3 and img.shape[2] not in (1, 3)):
+            or (img.ndim == 3 and img.shape[2] not in (1, 2, 3, 4)):
         shape = getattr(img, 'shape', None)
-        raise TypeError(f'{what}: expected a uint8 HW or HWC (1 or 3 channels) array, got '
+        raise TypeError(f'{what}: expected a uint8 HW or HWC (1 to 4 channels) array, got '
                         f'{getattr(img, "dtype", type(img).__name__)} {shape}')
 
 
@@ -137,7 +137,7 @@ def encode_png(img: np.ndarray, compress_level: int = 1) -> bytes:
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Save an HWC uint8 RGB (or HW grey) array; the format follows the suffix.
+    """Save an HW grey or HWC uint8 array (grey, grey + alpha, RGB, RGBA); the format follows the suffix.
 
     Atomic: written to a temporary file beside the target, then renamed over it, so an interrupted run
     never leaves a half-written image that a later run would read as corrupt.

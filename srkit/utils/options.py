@@ -22,7 +22,7 @@ from srkit.utils.registry import RegistryError, closest_name
 from srkit.utils.typed_options import (Component, check_call_arguments, convert, option, parse_dataclass,
                                       unknown_key_error)
 
-__all__ = ['Options', 'DatasetOptions', 'PathOptions', 'ValOptions', 'LoggerOptions', 'DistOptions',
+__all__ = ['resolve_network', 'Options', 'DatasetOptions', 'PathOptions', 'ValOptions', 'LoggerOptions', 'DistOptions',
            'load_yaml', 'parse_yaml_text', 'apply_overrides', 'parse_options', 'load_options', 'dump_options']
 
 SCALE_ARGUMENTS = ('upscale', 'scale', 'upscale_factor', 'upscaling_factor')
@@ -195,7 +195,7 @@ def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<optio
         options = parse_dataclass(Options, data)
         options.is_train = is_train
         options.source = source
-        _resolve_network(options)
+        resolve_network(options)
         from srkit.utils.registry import MODEL_REGISTRY
         own_scale = getattr(_lookup(MODEL_REGISTRY, options.model_type, 'model_type'), 'multi_scale', False)
         options.datasets = {key: _parse_dataset(key, value, options.scale, own_scale)
@@ -241,7 +241,8 @@ def _lookup(registry: Any, name: str, path: str) -> Any:
         raise OptionError(f'Option "{path}": {exc}') from None
 
 
-def _resolve_network(options: Options) -> None:
+def resolve_network(options: Options) -> None:
+    """Check network_g against its architecture, fill in its scale argument, check the scale is supported."""
     from srkit.utils.registry import ARCH_REGISTRY
     comp = options.network_g
     arch = _lookup(ARCH_REGISTRY, comp.type, 'network_g.type')
