@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from srkit.utils.atomic import atomic_file
 from srkit.utils.errors import DataError
 
 __all__ = ['IMAGE_EXTENSIONS', 'read_image', 'decode_image', 'write_image', 'encode_png', 'img_to_tensor',
@@ -147,15 +147,8 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise DataError(f'{path}: unknown image extension {path.suffix!r}; use one of {", ".join(IMAGE_EXTENSIONS)}.')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img).save(handle, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img).save(handle, format=fmt)
 
 
 def img_to_tensor(img: np.ndarray) -> torch.Tensor:

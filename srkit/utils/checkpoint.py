@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from srkit.utils.atomic import TEMP_SUFFIX, atomic_file
 from srkit.utils.errors import CheckpointError
 
 __all__ = ['atomic_save', 'load_checkpoint_file', 'extract_state_dict', 'load_pretrained', 'find_resume_state',
@@ -35,40 +34,15 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     raises CheckpointError naming the path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     try:
-        with os.fdopen(fd, 'wb') as handle:
-            buffer = io.BytesIO()
-            torch.save(obj, buffer)
+        with atomic_file(path, durable=True) as handle:
             handle.write(buffer.getbuffer())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            reason = 'the disk is full' if exc.errno == 28 else exc.strerror or str(exc)
-            raise CheckpointError(f'Could not write checkpoint {path}: {reason}. '
-                                  'The previous checkpoint files are intact.') from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    except OSError as exc:
+        reason = 'the disk is full' if exc.errno == 28 else exc.strerror or str(exc)
+        raise CheckpointError(f'Could not write checkpoint {path}: {reason}. '
+                              'The previous checkpoint files are intact.') from None
 
 
 def load_checkpoint_file(path: str | Path) -> Any:
@@ -162,7 +136,7 @@ def remove_stale_temporaries(root: str | Path) -> list[Path]:
     removed = []
     for folder in (Path(root) / 'models', Path(root) / 'training_states'):
         if folder.is_dir():
-            for path in folder.glob('.*.tmp'):
+            for path in folder.glob(f'.*{TEMP_SUFFIX}'):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed

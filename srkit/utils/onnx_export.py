@@ -7,6 +7,7 @@ needs the separate ``onnxscript`` package, and conv/ReLU/PixelShuffle networks n
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from srkit.utils.atomic import atomic_file
 from srkit.utils.errors import SrkitError
 
 __all__ = ['export_onnx', 'verify_onnx']
@@ -53,18 +55,15 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[i
                 raise SrkitError(f'{type(net).__name__} returns more than one tensor; export its inference form '
                                  '(for ETDS: convert it with scripts/convert_etds.py first).')
         axes = {INPUT_NAME: {2: 'height', 3: 'width'}, OUTPUT_NAME: {2: 'out_height', 3: 'out_width'}}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', DeprecationWarning)  # the TorchScript exporter's notice
-                torch.onnx.export(net, (example,), str(tmp), dynamo=False, opset_version=opset,
-                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                  dynamic_axes=axes if dynamic_hw else None)
-            onnx.checker.check_model(str(tmp))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)  # the TorchScript exporter's notice
+            torch.onnx.export(net, (example,), buffer, dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes=axes if dynamic_hw else None)
+        onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))
+        with atomic_file(path) as handle:
+            handle.write(buffer.getvalue())
     finally:
         net.train(was_training)
     return path
