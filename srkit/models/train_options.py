@@ -29,7 +29,8 @@ class TrainOptions:
     grad_clip_norm: float | None = option(None, 'Clip the gradient norm to this value.')
     grad_accumulation: int = option(1, 'Batches accumulated into one optimizer step.')
     amp: Literal['none', 'fp16', 'bf16'] = option('none', 'Mixed precision (fp16 needs CUDA; bf16 runs on CPU too).')
-    channels_last: bool = option(False, 'channels_last memory format for the network and batches.')
+    channels_last: bool = option(True, 'channels_last memory format for the network and batches (only where the '
+                                       "architecture's ArchSpec says channels_last_safe; the fastest exact path).")
     compile: bool = option(False, 'torch.compile the training network.')
     freeze_params: list[str] = option(doc='Glob patterns of parameter names frozen for the first freeze_iters '
                                           'iterations (e.g. train a new tail first).', factory=list)

@@ -1,0 +1,81 @@
+"""Convert an official release checkpoint of any registered architecture into srkit's ``{'params': ...}``.
+
+    python scripts/convert_official.py --arch EIMN_A --scale 4 --input EIMN_A_x4.pth --output EIMN_A_x4_srkit.pth
+
+srkit's loader already reads official files as they are; converting once gives a file with srkit's
+names and layout (loadable with ``param_key_g: params`` and ``strict_load_g: true`` anywhere, and by
+BasicSR-style tools). The official layout is undone by the architecture's own adapter (wrappers,
+``module.``/``model.`` prefixes, renamed keys); the result must then fit the network exactly, or nothing
+is written and the error names the first mismatched key with both shapes (another variant or scale).
+The output is written atomically and never replaces an existing file unless --force is given.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+
+import torch
+
+from srkit.archs import arch_spec
+from srkit.archs.official_weights import adapt_official_state_dict, check_state_dict
+from srkit.utils.checkpoint import atomic_save, extract_state_dict, load_checkpoint_file
+from srkit.utils.errors import CheckpointError, OptionError, SrkitError
+from srkit.utils.options import SCALE_ARGUMENTS
+from srkit.utils.registry import ARCH_REGISTRY, RegistryError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--arch', required=True, help='registered architecture or preset, e.g. EIMN_A, IMDN, IMDN_RTC')
+    parser.add_argument('--scale', required=True, type=int, help='upscaling factor the checkpoint was trained for')
+    parser.add_argument('--input', required=True, type=Path, help='the official checkpoint')
+    parser.add_argument('--output', required=True, type=Path, help="where to write srkit's {'params': ...} file")
+    parser.add_argument('--force', action='store_true', help='replace --output if it exists')
+    return parser.parse_args(argv)
+
+
+def build(arch: str, scale: int) -> torch.nn.Module:
+    """The network as an option file with only ``network_g: {type: arch}`` builds it: its own scale
+    argument (``scale``, ``upscale``, ...) set, other arguments at the published defaults."""
+    try:
+        factory = ARCH_REGISTRY.get(arch)
+    except RegistryError as exc:
+        raise OptionError(f'--arch: {exc}') from None
+    if not arch_spec(arch).supports_scale(scale):
+        raise OptionError(f'--scale {scale}: {arch} supports scales {list(arch_spec(arch).scales)}.')
+    accepted = inspect.signature(factory).parameters
+    scale_args = [name for name in SCALE_ARGUMENTS if name in accepted][:1]
+    return factory(**{name: scale for name in scale_args})
+
+
+def convert(arch: str, scale: int, source: Path) -> dict[str, torch.Tensor]:
+    """srkit's state dict for ``source``, in the network's key order; CheckpointError when it does not fit."""
+    net = build(arch, scale)
+    raw = extract_state_dict(load_checkpoint_file(source), None, str(source))
+    state = adapt_official_state_dict(arch, raw)
+    try:
+        check_state_dict(net, state)
+    except CheckpointError as exc:
+        raise CheckpointError(f'{source} is not an official {arch} x{scale} checkpoint. {exc}') from None
+    return {key: state[key].detach().clone().contiguous() for key in net.state_dict()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.output.exists() and not args.force:
+            raise CheckpointError(f'{args.output} exists; pass --force to replace it.')
+        params = convert(args.arch, args.scale, args.input)
+        atomic_save({'params': params}, args.output)
+    except SrkitError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    print(f'wrote {args.output}: {args.arch} x{args.scale}, {len(params)} tensors '
+          f'({sum(v.numel() for v in params.values()):,} values)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
