@@ -24,10 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     options = load_options(args.opt, is_train=False, overrides=args.force_yml)
     dist = init_distributed(args.launcher, options.dist_params.backend, options.dist_params.port,
                             options.dist_params.timeout_s)
+    finished = False
     try:
         run_test(options, dist)
+        finished = True
     finally:
-        cleanup()
+        cleanup(finished)
 
 
 if __name__ == '__main__':

@@ -67,7 +67,8 @@ def assert_identical(a: dict, b: dict) -> None:
             assert torch.equal(a[key][name], b[key][name]), f'{key}.{name} differs'
 
 
-KILL_RUN = ['train.total_iter=40', 'logger.save_checkpoint_freq=2', 'val.val_freq=5', 'logger.print_freq=1']
+# long enough that the 20 interrupted runs never reach the end (each progresses at most ~15 iterations)
+KILL_RUN = ['train.total_iter=400', 'logger.save_checkpoint_freq=2', 'val.val_freq=5', 'logger.print_freq=1']
 
 
 def test_kill_9_at_20_moments_then_auto_resume_is_bit_identical(tmp_path, tiny):
@@ -90,7 +91,7 @@ def test_kill_9_at_20_moments_then_auto_resume_is_bit_identical(tmp_path, tiny):
         started = marker is not None
         for line in proc.stdout:
             if marker is None and not started and 'Training ' in line:
-                started, deadline = True, time.monotonic() + rng.uniform(0.2, 3.0)
+                started, deadline = True, time.monotonic() + rng.uniform(0.2, 2.0)
             if marker is not None and line.startswith(marker):
                 wanted -= 1
                 if wanted == 0:
@@ -104,13 +105,12 @@ def test_kill_9_at_20_moments_then_auto_resume_is_bit_identical(tmp_path, tiny):
         state = newest_state(exp)
         if state is not None:  # the newest checkpoint is always complete and readable
             assert load_checkpoint_file(state)['iter'] == int(state.stem)
-    assert sum(landed.values()) >= 18, landed  # a few 'anywhere' kills may come after the run ended
-    assert landed['write'] == 7 and landed['validation'] == 6, landed
+    assert landed == {'write': 7, 'validation': 6, 'anywhere': 7}, landed
 
     final = run(tiny, '--auto_resume', '--force_yml', *KILL_RUN, f'path.experiments_root={exp}', cwd=tmp_path)
     assert final.returncode == 0, final.stderr[-2000:]
     assert_identical(latest_weights(exp), latest_weights(tmp_path / 'straight'))
-    best = lambda root: load_checkpoint_file(root / 'training_states' / '40.state')['loop']['best']  # noqa: E731
+    best = lambda root: load_checkpoint_file(root / 'training_states' / '400.state')['loop']['best']  # noqa: E731
     assert best(exp) == best(tmp_path / 'straight')
     assert not list((exp / 'training_states').glob('.*.tmp')) and not list((exp / 'models').glob('.*.tmp'))
 

@@ -24,9 +24,20 @@ from srkit.utils.options import Options
 from srkit.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 from srkit.utils.typed_options import construct
 
-__all__ = ['SRModel', 'build_network']
+__all__ = ['SRModel', 'build_network', 'to_channels_last']
 
 logger = logging.getLogger('srkit')
+
+
+def to_channels_last(net: nn.Module) -> None:
+    """Store every 4-D parameter channels_last, which is what makes convolutions faster.
+
+    Buffers keep their layout: a (1, C, 1, 1) buffer such as a mean shift would get overlapping strides,
+    which DistributedDataParallel's buffer broadcast refuses.
+    """
+    for param in net.parameters():
+        if param.dim() == 4:
+            param.data = param.data.contiguous(memory_format=torch.channels_last)
 
 
 def build_network(options: Options) -> nn.Module:
@@ -56,7 +67,7 @@ class SRModel:
         wanted = options.train.channels_last if options.is_train else True
         self.channels_last = self.spec.channels_last_safe and wanted
         if self.channels_last:
-            self.net_g = self.net_g.to(memory_format=torch.channels_last)
+            to_channels_last(self.net_g)
         self.train_opt: TrainOptions | None = options.train if options.is_train else None
         self.ema = None
         self.nonfinite_total = 0

@@ -97,6 +97,13 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return holder[0]
 
 
-def cleanup() -> None:
+def cleanup(finished: bool) -> None:
+    """Leave the process group. After a finished run the ranks leave together (a rank that tears gloo down
+    while its peer still has work in flight makes that peer abort at exit); after a failure this rank leaves
+    at once, so that the launcher stops the others instead of this rank waiting for them."""
     if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.destroy_process_group()
+        try:
+            if finished:
+                torch_dist.barrier()
+        finally:
+            torch_dist.destroy_process_group()
