@@ -9,17 +9,19 @@ import csv
 import io
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from srkit.engine.experiment import archive_existing, prepare_folder, timestamp
 from srkit.engine.trainer import build_dataset, select_device
 from srkit.models.evaluator import EvalResult, evaluate
 from srkit.utils.dist import DistContext
+from srkit.utils.errors import DataError
 from srkit.utils.logger import setup_logger
 from srkit.utils.options import Options, ValOptions, dump_options
 from srkit.utils.registry import MODEL_REGISTRY
 
-__all__ = ['run_test', 'results_markdown', 'write_results']
+__all__ = ['run_test', 'results_markdown', 'write_results', 'read_results', 'ResultsSummary']
 
 logger = logging.getLogger('srkit')
 
@@ -90,3 +92,24 @@ def write_results(root: Path, options: Options, results: list[EvalResult]) -> No
                'weights': options.path.pretrain_network_g,
                'datasets': [{'name': r.dataset, 'mean': r.mean, 'per_image': r.per_image} for r in results]}
     (root / 'results.json').write_text(json.dumps(payload, indent=2), encoding='utf-8')
+
+
+@dataclass(frozen=True)
+class ResultsSummary:
+    """What a results.json says: the run, its network and the mean metrics of each dataset."""
+
+    name: str
+    arch: str
+    scale: int
+    weights: str | None
+    means: dict[str, dict[str, float]]
+
+
+def read_results(path: Path) -> ResultsSummary:
+    """The summary of a results.json that ``write_results`` wrote; anything else is a DataError."""
+    try:
+        payload = json.loads(Path(path).read_text(encoding='utf-8'))
+        return ResultsSummary(payload['name'], payload['arch'], int(payload['scale']), payload.get('weights'),
+                              {d['name']: d['mean'] for d in payload['datasets']})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f'{path}: not a results.json written by test.py ({exc}).') from None

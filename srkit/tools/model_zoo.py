@@ -5,7 +5,6 @@ the command written at the top of the file reproduces.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,10 +13,11 @@ from pathlib import Path
 import yaml
 
 from srkit.archs import arch_spec
+from srkit.engine.tester import read_results
 from srkit.tools.complexity_table import reference_input_hw
 from srkit.tools.models import build_arch
 from srkit.utils.complexity import count_macs, count_params
-from srkit.utils.errors import DataError, SrkitError
+from srkit.utils.errors import SrkitError
 from srkit.utils.options import load_yaml
 
 __all__ = ['RUN_RECORD', 'ZooEntry', 'benchmark_datasets_override', 'run_official', 'collect', 'zoo_markdown']
@@ -86,15 +86,11 @@ def collect(results_files: list[Path]) -> list[ZooEntry]:
     """One entry per results.json, with params and Multi-Adds (1280x720 output) of its network."""
     entries = []
     for path in results_files:
-        try:
-            payload = json.loads(Path(path).read_text(encoding='utf-8'))
-            arch, scale = payload['arch'], int(payload['scale'])
-            means = {d['name']: d['mean'] for d in payload['datasets']}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f'{path}: not a results.json written by test.py ({exc}).') from None
+        summary = read_results(Path(path))
+        arch, scale, means = summary.arch, summary.scale, summary.means
         net = _network(Path(path), arch, scale)
         shape = (3, *reference_input_hw(scale, arch_spec(arch).same_size_output))
-        entries.append(ZooEntry(payload['name'], arch, scale, Path(payload.get('weights') or '-').name,
+        entries.append(ZooEntry(summary.name, arch, scale, Path(summary.weights or '-').name,
                                 count_params(net), count_macs(net, shape), means))
     return entries
 

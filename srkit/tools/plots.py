@@ -6,12 +6,12 @@ read into other tools.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srkit.engine.tester import read_results
 from srkit.utils.errors import DataError, SrkitError
 
 __all__ = ['TradeoffPoint', 'tradeoff_points', 'plot_psnr_vs_macs', 'TrainingLog', 'parse_training_log',
@@ -51,18 +51,14 @@ def tradeoff_points(results_files: list[Path], complexity: dict[tuple[str, int],
     (params, macs). Runs of other scales are left out when ``scale`` is given."""
     points = []
     for path in results_files:
-        try:
-            payload = json.loads(Path(path).read_text(encoding='utf-8'))
-            arch, run_scale = payload['arch'], int(payload['scale'])
-            means = {d['name']: d['mean'] for d in payload['datasets']}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f'{path}: not a results.json written by test.py ({exc}).') from None
+        summary = read_results(Path(path))
+        arch, run_scale, means = summary.arch, summary.scale, summary.means
         if (scale is not None and run_scale != scale) or metric not in means.get(dataset, {}):
             continue
         if (arch, run_scale) not in complexity:
             raise DataError(f'{path}: no complexity row for {arch} x{run_scale}; add it to the complexity table.')
         params, macs = complexity[arch, run_scale]
-        points.append(TradeoffPoint(payload['name'], macs, params, float(means[dataset][metric])))
+        points.append(TradeoffPoint(summary.name, macs, params, float(means[dataset][metric])))
     if not points:
         raise DataError(f'No results of {dataset}' + (f' at x{scale}' if scale else '') + ' among the files given.')
     return points
