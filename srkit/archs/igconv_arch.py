@@ -338,6 +338,11 @@ class IGConvSR(nn.Module):
         finally:
             features = slot.release()
         if self.skip is not None:
+            # The skip is the base image: a host that adds its mean shift back after the tail (EDSR, MMA)
+            # would otherwise start from mean + image, which a bias-free generated tail cannot cancel.
+            host_mean = getattr(self.encoder, 'mean', None)
+            if isinstance(host_mean, torch.Tensor):
+                out = out - host_mean
             out = out + self.skip(x, features, scale)
         return out
 
