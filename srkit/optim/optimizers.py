@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from srkit.utils.registry import OPTIMIZER_REGISTRY, RegistryError, closest_name
+from srkit.utils.registry import OPTIMIZER_REGISTRY
 
 __all__ = ['get_optimizer_class', 'build_optimizer']
 
@@ -24,17 +24,12 @@ def _torch_optimizers() -> dict[str, type]:
             if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer}
 
 
+OPTIMIZER_REGISTRY.set_fallback(_torch_optimizers)
+
+
 def get_optimizer_class(name: str) -> type:
-    """The optimizer class called ``name``; raises RegistryError naming the closest valid name."""
-    if name in OPTIMIZER_REGISTRY:
-        return OPTIMIZER_REGISTRY.get(name)
-    available = _torch_optimizers()
-    if name in available:
-        return available[name]
-    known = sorted(set(OPTIMIZER_REGISTRY.names()) | set(available))
-    hint = closest_name(name, known)
-    raise RegistryError(f'No optimizer called "{name}".{f" Did you mean {hint!r}?" if hint else ""} '
-                        f'Known: {", ".join(known)}.')
+    """The optimizer class called ``name`` (srkit's registered ones, then any torch.optim class)."""
+    return OPTIMIZER_REGISTRY.get(name)
 
 
 def build_optimizer(name: str, params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:

@@ -14,7 +14,7 @@ from typing import Any
 from torch.optim import Optimizer, lr_scheduler
 
 from srkit.utils.errors import OptionError
-from srkit.utils.registry import SCHEDULER_REGISTRY, RegistryError, closest_name
+from srkit.utils.registry import SCHEDULER_REGISTRY, RegistryError
 
 __all__ = ['MultiStepRestartLR', 'CosineAnnealingRestartLR', 'get_scheduler_class', 'build_scheduler',
            'warmup_lr']
@@ -92,19 +92,14 @@ def _torch_schedulers() -> dict[str, type]:
             and not name.startswith('_') and name != 'LRScheduler' and name not in _UNSUITABLE}
 
 
+SCHEDULER_REGISTRY.set_fallback(_torch_schedulers)
+
+
 def get_scheduler_class(name: str) -> type:
     """The scheduler class called ``name`` (srkit's first, then torch's); RegistryError otherwise."""
-    if name in SCHEDULER_REGISTRY:
-        return SCHEDULER_REGISTRY.get(name)
     if name in _UNSUITABLE:
         raise RegistryError(f'Scheduler "{name}" cannot be used: {_UNSUITABLE[name]}.')
-    available = _torch_schedulers()
-    if name in available:
-        return available[name]
-    known = sorted(set(SCHEDULER_REGISTRY.names()) | set(available))
-    hint = closest_name(name, known)
-    raise RegistryError(f'No scheduler called "{name}".{f" Did you mean {hint!r}?" if hint else ""} '
-                        f'Known: {", ".join(known)}.')
+    return SCHEDULER_REGISTRY.get(name)
 
 
 def build_scheduler(name: str, optimizer: Optimizer, **kwargs: Any) -> lr_scheduler.LRScheduler:

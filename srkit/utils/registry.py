@@ -51,6 +51,11 @@ class Registry:
         self._meta: dict[str, Any] = {}
         self._broken: dict[str, str] = {}
         self._scanned = package is None
+        self._fallback: Callable[[], dict[str, Any]] | None = None
+
+    def set_fallback(self, provider: Callable[[], dict[str, Any]]) -> None:
+        """Names looked up after the registered ones (e.g. every torch.optim class), built on demand."""
+        self._fallback = provider
 
     def register(self, obj: Any = None, *, name: str | None = None, aliases: tuple[str, ...] = (),
                  meta: Any = None) -> Any:
@@ -75,9 +80,13 @@ class Registry:
             return self._entries[name]
         if name in self._broken:
             raise RegistryError(self._broken[name])
-        hint = closest_name(name, self.names())
+        extra = self._fallback() if self._fallback is not None else {}
+        if name in extra:
+            return extra[name]
+        known = sorted(set(self.names()) | set(extra))
+        hint = closest_name(name, known)
         suggestion = f' Did you mean "{hint}"?' if hint else ''
-        raise RegistryError(f'No {self.name} called "{name}".{suggestion} Known: {", ".join(self.names())}.')
+        raise RegistryError(f'No {self.name} called "{name}".{suggestion} Known: {", ".join(known)}.')
 
     def meta(self, name: str) -> Any:
         """The metadata registered with ``name`` (e.g. an architecture's ArchSpec), or None."""
