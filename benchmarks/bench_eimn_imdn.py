@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srkit.utils.checkpoint import load_pretrained
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.archs import create
+from srkit.archs.weights import load_pretrained
 
-NETWORKS = {  # name: (architecture, scale argument, official file under weights/)
-    'EIMN_A_x4': ('EIMN_A', {'scale': 4}, 'EIMN/EIMN_A_x4.pth'),
-    'IMDN_x4': ('IMDN', {'upscale': 4}, 'IMDN/IMDN_x4.pth'),
+NETWORKS = {  # name: (architecture, scale, official file under weights/)
+    'EIMN_A_x4': ('EIMN_A', 4, 'EIMN/EIMN_A_x4.pth'),
+    'IMDN_x4': ('IMDN', 4, 'IMDN/IMDN_x4.pth'),
 }
 PATHS = ('eager', 'channels_last', 'compile', 'bf16')
 
@@ -50,9 +50,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def build(name: str, weights_root: Path) -> tuple[nn.Module, str]:
-    arch, args, file = NETWORKS[name]
+    arch, scale, file = NETWORKS[name]
     torch.manual_seed(0)
-    net = ARCH_REGISTRY.get(arch)(**args)
+    net = create(arch, scale)
     if (weights_root / file).is_file():
         load_pretrained(net, weights_root / file, arch_type=arch)
         return net, 'official'

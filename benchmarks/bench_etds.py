@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srkit.archs import create
 from srkit.archs.etds_convert import convert_etds
-from srkit.utils.onnx_export import export_onnx, verify_onnx
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.tools.onnx_export import export_onnx, verify_onnx
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,7 +67,7 @@ def onnx_session(plain: torch.nn.Module, shape: tuple[int, ...], folder: Path, t
 
 
 def bench_scale(variant: str, scale: int, args: argparse.Namespace, folder: Path) -> dict[str, float]:
-    training = ARCH_REGISTRY.get(f'ETDS_{variant}')(upscale=scale).eval()
+    training = create(f'ETDS_{variant}', scale).eval()
     plain = convert_etds(training).eval()
     shape = (1, 3, args.height, args.width)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))

@@ -19,15 +19,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from srkit.archs import create
 from srkit.archs.igconv_arch import IGConvSR, subpixel_tail
-from srkit.utils.registry import ARCH_REGISTRY
 
-HOSTS: dict[str, tuple[dict, str]] = {  # label -> (encoder options, scale argument name)
-    'EDSR-baseline': ({'type': 'EDSR_baseline'}, 'upscale'),
-    'EDSR (paper, 256x32)': ({'type': 'EDSR', 'num_feat': 256, 'num_block': 32, 'res_scale': 0.1,
-                              'img_range': 1.0}, 'upscale'),
-    'EIMN_A': ({'type': 'EIMN_A'}, 'scale'),
-    'IMDN': ({'type': 'IMDN'}, 'upscale'),
+HOSTS: dict[str, dict] = {  # label -> encoder options
+    'EDSR-baseline': {'type': 'EDSR_baseline'},
+    'EDSR (paper, 256x32)': {'type': 'EDSR', 'num_feat': 256, 'num_block': 32, 'res_scale': 0.1, 'img_range': 1.0},
+    'EIMN_A': {'type': 'EIMN_A'},
+    'IMDN': {'type': 'IMDN'},
 }
 SCALES = (2, 3, 4)
 
@@ -36,9 +35,9 @@ def params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.state_dict().values())
 
 
-def host(encoder: dict, scale_arg: str, scale: int) -> nn.Module:
+def host(encoder: dict, scale: int) -> nn.Module:
     args = {k: v for k, v in encoder.items() if k != 'type'}
-    return ARCH_REGISTRY.get(encoder['type'])(**args, **{scale_arg: scale})
+    return create(encoder['type'], scale, **args)
 
 
 def median_ms(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int, device: torch.device) -> float:
@@ -61,8 +60,8 @@ def median_ms(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repea
 
 def parameter_table() -> list[str]:
     rows = ['| host | 3 single-scale models | IGConv | ratio | IGConv+ | ratio |', '|---|---|---|---|---|---|']
-    for label, (encoder, scale_arg) in HOSTS.items():
-        three = sum(params(host(encoder, scale_arg, s)) for s in SCALES)
+    for label, encoder in HOSTS.items():
+        three = sum(params(host(encoder, s)) for s in SCALES)
         ig, plus = (params(IGConvSR(encoder, up)) for up in ('igconv', 'igconv_plus'))
         rows.append(f'| {label} | {three / 1e6:.3f} M | {ig / 1e6:.3f} M | {ig / three:.3f} | {plus / 1e6:.3f} M | '
                     f'{plus / three:.3f} |')
@@ -74,10 +73,10 @@ def latency_table(size: int, repeats: int, device: torch.device, labels: list[st
              'IGConv+ net ms | ratio |'), '|---|---|---|---|---|---|---|---|---|---|']
     x = torch.rand(1, 3, size, size, device=device)
     for label in labels:
-        encoder, scale_arg = HOSTS[label]
+        encoder = HOSTS[label]
         nets = {up: IGConvSR(encoder, up).to(device).eval() for up in ('igconv', 'igconv_plus')}
         for s in SCALES:
-            plain = host(encoder, scale_arg, s).to(device).eval()
+            plain = host(encoder, s).to(device).eval()
             baked = nets['igconv'].instantiate(s)
             baked_plus = nets['igconv_plus'].instantiate(s)
             names, width = subpixel_tail(encoder['type'], plain)

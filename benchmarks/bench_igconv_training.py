@@ -13,11 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from srkit.config.options import parse_options  # noqa: E402
+from srkit.core.dist import DistContext  # noqa: E402
+from srkit.core.logger import setup_logger  # noqa: E402
 from srkit.engine.tester import run_test  # noqa: E402
 from srkit.engine.trainer import Trainer  # noqa: E402
-from srkit.utils.dist import DistContext  # noqa: E402
-from srkit.utils.logger import setup_logger  # noqa: E402
-from srkit.utils.options import parse_options  # noqa: E402
 
 SCALES = (2, 3, 4)
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from srkit.data.imresize import imresize
 from srkit.metrics.psnr_ssim import calculate_psnr, calculate_ssim
+from srkit.ops.imresize import imresize
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
     python benchmarks/bench_mma.py --scales 4 --repeats 3 --warmup 1 --threads 1
 
 For each scale and network, all in one run: trainable parameters; Multi-Adds for a 1280x720 output
-(srkit/utils/complexity.py, the papers' convention: matrix products only); the selective scan's own
+(srkit/tools/complexity.py, the papers' convention: matrix products only); the selective scan's own
 multiply-adds, which that convention does not see (element-wise work: 2 per token, channel and state per
 direction: the state update and its read-out); latency of one no-grad forward of the input for a 1280x720
 output (640x360, 427x240, 320x180 at x2, x3, x4); one training step (a batch of --batch LR patches of
@@ -24,15 +24,11 @@ from unittest import mock
 import torch
 from torch import nn
 
+from srkit.archs import create
 from srkit.archs.mma_arch import MMA, BiMamba
-from srkit.utils.complexity import count_macs, count_params
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.tools.complexity import count_macs, count_params
 
-NETWORKS = {  # name: (architecture, name of its scale argument)
-    'MMA_light': ('MMA_light', 'upscale'),
-    'EIMN_A': ('EIMN_A', 'scale'),
-    'IMDN': ('IMDN', 'upscale'),
-}
+NETWORKS = ('MMA_light', 'EIMN_A', 'IMDN')
 OUTPUT_HW = (720, 1280)
 # the module, not the function srkit.ops re-exports under the same name
 scan_module = importlib.import_module('srkit.ops.selective_scan')
@@ -52,9 +48,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def build(name: str, scale: int) -> nn.Module:
-    arch, scale_arg = NETWORKS[name]
     torch.manual_seed(0)
-    return ARCH_REGISTRY.get(arch)(**{scale_arg: scale})
+    return create(name, scale)
 
 
 def multi_adds(net: nn.Module, input_hw: tuple[int, int]) -> int:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from srkit.config.options import load_options  # noqa: E402
+from srkit.core.dist import DistContext  # noqa: E402
+from srkit.core.logger import setup_logger  # noqa: E402
 from srkit.engine.trainer import Trainer  # noqa: E402
-from srkit.utils.dist import DistContext  # noqa: E402
-from srkit.utils.logger import setup_logger  # noqa: E402
-from srkit.utils.options import load_options  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

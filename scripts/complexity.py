@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 
 from srkit.archs import arch_spec
+from srkit.core.dist import select_device
 from srkit.engine.cli import run_entry_point
 from srkit.tools.complexity_table import measure_complexity, table_markdown, write_table
-from srkit.tools.models import select_device
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    device = None if args.no_latency else str(select_device(args.device))
+    device = None if args.no_latency else str(select_device(args.device, source='--device'))
     specs = {arch: arch_spec(arch) for arch in args.arch}  # an unknown name fails before any work
     rows = []
     for arch, spec in specs.items():

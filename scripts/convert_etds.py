@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from srkit.archs import create
 from srkit.archs.etds_arch import ETDS
 from srkit.archs.etds_convert import convert_etds, etds_hyperparams, save_params
-from srkit.utils.checkpoint import extract_state_dict, load_checkpoint_file
-from srkit.utils.errors import CheckpointError, DataError, SrkitError
-from srkit.utils.registry import ARCH_REGISTRY, RegistryError
+from srkit.core.checkpoint import extract_state_dict, load_checkpoint_file
+from srkit.core.errors import CheckpointError, DataError, SrkitError
+from srkit.core.registry import ARCH_REGISTRY
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,11 +51,7 @@ def expected_shape(args: argparse.Namespace) -> dict[str, int]:
     """The hyperparameters the user named (from --arch and/or the explicit flags)."""
     expected = {}
     if args.arch:
-        try:
-            factory = ARCH_REGISTRY.get(args.arch)
-        except RegistryError as exc:
-            raise SrkitError(f'--arch: {exc}') from exc
-        net = None if isinstance(factory, type) else factory(upscale=args.scale or 4)
+        net = None if isinstance(ARCH_REGISTRY.get(args.arch), type) else create(args.arch, args.scale or 4)
         if not isinstance(net, ETDS):
             raise SrkitError(f'--arch {args.arch} is not an ETDS training-form preset (e.g. ETDS_M6C32).')
         expected = {k: v for k, v in etds_hyperparams(net.state_dict()).items() if k in ('num_block', 'num_feat')}

@@ -12,18 +12,15 @@ The output is written atomically and never replaces an existing file unless --fo
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 
 import torch
 
-from srkit.archs import arch_spec
-from srkit.archs.official_weights import adapt_official_state_dict, check_state_dict
-from srkit.utils.checkpoint import atomic_save, extract_state_dict, load_checkpoint_file
-from srkit.utils.errors import CheckpointError, OptionError, SrkitError
-from srkit.utils.options import SCALE_ARGUMENTS
-from srkit.utils.registry import ARCH_REGISTRY, RegistryError
+from srkit.archs import create
+from srkit.archs.weights import adapt_official_state_dict, check_state_dict
+from srkit.core.checkpoint import atomic_save, extract_state_dict, load_checkpoint_file
+from srkit.core.errors import CheckpointError, OptionError, SrkitError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,29 +33,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build(arch: str, scale: int) -> torch.nn.Module:
-    """The network as an option file with only ``network_g: {type: arch}`` builds it: its own scale
-    argument (``scale``, ``upscale``, ...) set, other arguments at the published defaults."""
-    try:
-        factory = ARCH_REGISTRY.get(arch)
-    except RegistryError as exc:
-        raise OptionError(f'--arch: {exc}') from None
-    if not arch_spec(arch).supports_scale(scale):
-        raise OptionError(f'--scale {scale}: {arch} supports scales {list(arch_spec(arch).scales)}.')
-    accepted = inspect.signature(factory).parameters
-    scale_args = [name for name in SCALE_ARGUMENTS if name in accepted][:1]
-    return factory(**{name: scale for name in scale_args})
-
-
 def convert(arch: str, scale: int, source: Path) -> dict[str, torch.Tensor]:
     """srkit's state dict for ``source``, in the network's key order; CheckpointError when it does not fit."""
-    net = build(arch, scale)
+    net = create(arch, scale)
     raw = extract_state_dict(load_checkpoint_file(source), None, str(source))
     state = adapt_official_state_dict(arch, raw)
-    try:
-        check_state_dict(net, state)
-    except CheckpointError as exc:
-        raise CheckpointError(f'{source} is not an official {arch} x{scale} checkpoint. {exc}') from None
+    check_state_dict(net, state, source=str(source), target=f'{arch} x{scale}')
     return {key: state[key].detach().clone().contiguous() for key in net.state_dict()}
 
 

@@ -3,7 +3,7 @@
     python scripts/export_onnx.py --arch ETDSForInference_M6C32 --scale 4 \\
         --weights ETDS_M6C32_x4.pth --output etds_m6c32_x4.onnx
 
-The network is built as ``ARCH_REGISTRY.get(arch)(upscale=scale)`` (presets take only the scale). The
+The network is built by ``srkit.archs.create(arch, scale)`` (presets take only the scale). The
 file accepts any input height and width unless --static is given; it is compared with PyTorch at
 --height x --width and at a second, odd size before the command reports success.
 """
@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 
-from srkit.archs import arch_spec
-from srkit.utils.checkpoint import extract_state_dict, load_checkpoint_file
-from srkit.utils.errors import CheckpointError, SrkitError
-from srkit.utils.onnx_export import export_onnx, verify_onnx
-from srkit.utils.registry import ARCH_REGISTRY, RegistryError
+from srkit.archs import create
+from srkit.archs.weights import load_pretrained
+from srkit.core.errors import SrkitError
+from srkit.tools.onnx_export import export_onnx, verify_onnx
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,31 +39,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_weights(net: torch.nn.Module, arch: str, scale: int, path: Path, param_key: str | None) -> None:
-    """Load strictly, unwrapping BasicSR's entries, ``module.`` prefixes and the arch's official key map."""
-    state = extract_state_dict(load_checkpoint_file(path), param_key, str(path))
-    state = {k.removeprefix('module.'): v for k, v in state.items()}
-    official_keys = arch_spec(arch).official_keys
-    if official_keys is not None:
-        state = official_keys(state)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f'{path} does not fit {arch} at x{scale}: {exc}') from exc
+def load_weights(net: torch.nn.Module, arch: str, path: Path, param_key: str | None) -> None:
+    """Load strictly, through the same path (wrappers, prefixes, official key maps) as training and test.py."""
+    load_pretrained(net, path, param_key=param_key, strict=True, arch_type=arch)
 
 
 def export(args: argparse.Namespace) -> float:
     """Build, load, export and verify; returns the largest ONNX/PyTorch difference."""
     if args.output.exists() and not args.force:
         raise SrkitError(f'{args.output} exists; pass --force to replace it.')
-    try:
-        factory = ARCH_REGISTRY.get(args.arch)
-    except RegistryError as exc:
-        raise SrkitError(f'--arch: {exc}') from exc
-    if not arch_spec(args.arch).supports_scale(args.scale):
-        raise SrkitError(f'--scale {args.scale}: {args.arch} supports {arch_spec(args.arch).scales}.')
-    net = factory(upscale=args.scale).eval()
-    load_weights(net, args.arch, args.scale, args.weights, args.param_key)
+    net = create(args.arch, args.scale).eval()
+    load_weights(net, args.arch, args.weights, args.param_key)
     shape = (1, 3, args.height, args.width)
     checks = [torch.rand(shape)]
     if not args.static:

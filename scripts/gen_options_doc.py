@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srkit.utils.options_doc import options_markdown  # noqa: E402
+from srkit.config.options_doc import options_markdown  # noqa: E402
 
 
 def main() -> None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from srkit.core.errors import DataError, OptionError
 from srkit.data.image_io import read_image, write_image
 from srkit.engine.cli import run_entry_point
 from srkit.tools.models import load_model
 from srkit.tools.visual_compare import Box, compose_row, make_panels, prepare_pair, stack_rows
-from srkit.utils.errors import DataError, OptionError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -18,8 +18,8 @@ if __package__ in (None, ''):  # run as a script: import srkit from the reposito
     sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _HERE]
     sys.path.insert(0, str(_HERE.parent))
 
+from srkit.core.errors import DataError, OptionError  # noqa: E402
 from srkit.engine.cli import run_entry_point  # noqa: E402
-from srkit.utils.errors import DataError, OptionError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,8 +78,8 @@ def plan_outputs(inputs: list[Path], output: Path, scale: int, force: bool,
 def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
-    from srkit.tools.models import load_model
     from srkit.data.image_io import write_image
+    from srkit.tools.models import load_model
     from srkit.tools.upscale import amp_dtype, read_source, upscale_source
 
     args = parse_args(argv)

@@ -16,9 +16,9 @@ from srkit.engine.cli import parse_args, run_entry_point  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
+    from srkit.config.options import load_options
+    from srkit.core.dist import cleanup, init_distributed
     from srkit.engine.tester import run_test
-    from srkit.utils.dist import cleanup, init_distributed
-    from srkit.utils.options import load_options
 
     args = parse_args(argv, 'Test an SR network on benchmark sets (srkit).')
     options = load_options(args.opt, is_train=False, overrides=args.force_yml)

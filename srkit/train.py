@@ -16,9 +16,9 @@ from srkit.engine.cli import parse_args, run_entry_point  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
+    from srkit.config.options import apply_debug, load_options
+    from srkit.core.dist import cleanup, init_distributed
     from srkit.engine.trainer import Trainer
-    from srkit.utils.dist import cleanup, init_distributed
-    from srkit.utils.options import apply_debug, load_options
 
     args = parse_args(argv, 'Train an SR network (srkit).')
     options = load_options(args.opt, is_train=True, overrides=args.force_yml)

@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import REPO, shared_path
+
+from srkit.config.options import load_options
 from srkit.engine.tester import run_test
-from srkit.utils.options import load_options
 
 
 def evaluate_with_test_py(option_file: str, weights: str, set_name: str, scale: int, results_root: Path,

@@ -1,7 +1,7 @@
 """Option files written for BasicSR run after changing only paths (and types srkit does not have)."""
 import textwrap
 
-from srkit.utils.options import parse_options, parse_yaml_text
+from srkit.config.options import parse_options, parse_yaml_text
 
 # The layout of BasicSR's options/train/EDSR/train_EDSR_Mx2.yml, with local paths.
 BASICSR_TRAIN = textwrap.dedent('''

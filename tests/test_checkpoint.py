@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from srkit.utils import checkpoint as ckpt
-from srkit.utils.errors import CheckpointError
-from srkit.utils.logger import setup_logger
+from srkit.archs.weights import load_pretrained
+from srkit.core import checkpoint as ckpt
+from srkit.core.errors import CheckpointError
+from srkit.core.logger import setup_logger
 
 
 def test_atomic_save_failure_keeps_previous(tmp_path, monkeypatch):
@@ -69,7 +70,7 @@ def test_load_pretrained_strips_module_and_reports(tmp_path):
     path = tmp_path / 'w.pth'
     torch.save(state, path)
     fresh = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 3, 1))
-    report = ckpt.load_pretrained(fresh, path, param_key='params', strict=True, arch_type=None)
+    report = load_pretrained(fresh, path, param_key='params', strict=True, arch_type=None)
     assert not any(report.values())
     assert torch.equal(fresh[0].weight, net[0].weight + 1)
 
@@ -77,9 +78,9 @@ def test_load_pretrained_strips_module_and_reports(tmp_path):
 def test_load_pretrained_mismatch_names_key_and_shapes(tmp_path):
     path = tmp_path / 'w.pth'
     torch.save({'params': nn.Sequential(nn.Conv2d(3, 8, 3)).state_dict()}, path)
-    with pytest.raises(CheckpointError, match=r'0.weight: checkpoint \(8, 3, 3, 3\) vs network \(4, 3, 3, 3\)'):
-        ckpt.load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3)), path, strict=True)
-    report = ckpt.load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1)), path, strict=False)
+    with pytest.raises(CheckpointError, match=r'"0.weight" has shape \(8, 3, 3, 3\) in the checkpoint but \(4, 3, 3, 3\) in the network'):
+        load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3)), path, strict=True)
+    report = load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1)), path, strict=False)
     assert report['missing'] == ['1.weight', '1.bias'] and len(report['mismatched']) == 2
 
 

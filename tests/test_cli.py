@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from training_helpers import TINY_TRAIN, make_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +64,7 @@ val:
 
 
 def test_checkpoint_for_another_scale_is_refused(tmp_path):
-    from srkit.utils.registry import ARCH_REGISTRY
+    from srkit.core.registry import ARCH_REGISTRY
     torch.save({'params': ARCH_REGISTRY.get('EDSR_tiny')(upscale=4).state_dict()}, tmp_path / 'x4.pth')
     make_images(tmp_path / 'hr', 1)
     opt = tmp_path / 'test.yml'
@@ -88,7 +87,7 @@ def test_corrupt_training_image_names_the_file(tmp_path, tiny_yml):
 
 
 def test_test_py_writes_tables_and_never_overwrites(tmp_path):
-    from srkit.utils.registry import ARCH_REGISTRY
+    from srkit.core.registry import ARCH_REGISTRY
     torch.manual_seed(0)
     torch.save({'params': ARCH_REGISTRY.get('EDSR_tiny')(upscale=2).state_dict()}, tmp_path / 'w.pth')
     make_images(tmp_path / 'hr', 2)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from srkit.archs import ARCH_REGISTRY
-from srkit.utils.complexity import count_macs, count_params
+from srkit.tools.complexity import count_macs, count_params
 
 # Paper figures: params (M), Multi-Adds (G). EIMN's authors' script prints them to 4 decimals for an
 # input of 720//s x 1280//s and the paper truncates those to whole G (47.79 -> 47); IMDN's input is

@@ -7,12 +7,9 @@ import pytest
 import torch
 from conftest import REPO, shared_path
 
-from srkit.archs.official_weights import adapt_official_state_dict
-from srkit.utils.checkpoint import (
-    extract_state_dict,
-    load_checkpoint_file,
-    load_pretrained,
-)
+from srkit.archs import create
+from srkit.archs.weights import adapt_official_state_dict, load_pretrained
+from srkit.core.checkpoint import extract_state_dict, load_checkpoint_file
 
 OFFICIAL = [  # (file under weights/, arch, scale)
     *[(f'EIMN/EIMN_A_x{s}.pth', 'EIMN_A', s) for s in (2, 3, 4)],
@@ -39,7 +36,7 @@ def test_official_file_converts_to_params_that_load_strictly_and_equal_it(weight
 
     converted = load_checkpoint_file(output)
     assert list(converted) == ['params']
-    net = cli.build(arch, scale)
+    net = create(arch, scale)
     assert load_pretrained(net, output, param_key='params', strict=True) == {'missing': [], 'unexpected': [],
                                                                                'mismatched': []}
     official = adapt_official_state_dict(arch, extract_state_dict(load_checkpoint_file(source), None, str(source)))

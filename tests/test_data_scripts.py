@@ -4,8 +4,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO, shared_path
+
 from srkit.data.file_backends import LmdbBackend, load_image
 from srkit.data.image_io import read_image, write_image
 from srkit.data.transforms import bicubic_downscale

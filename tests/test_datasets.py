@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, shared_path
+
+from srkit.core.errors import DataError, OptionError
+from srkit.core.registry import DATASET_REGISTRY
 from srkit.data.hr_bicubic_dataset import HRBicubicDataset
 from srkit.data.image_io import read_image, tensor_to_img, write_image
 from srkit.data.loader import LoaderOptions, build_dataloader
@@ -17,8 +19,6 @@ from srkit.data.paired_image_dataset import PairedImageDataset
 from srkit.data.samplers import EnlargedSampler
 from srkit.data.single_image_dataset import SingleImageDataset
 from srkit.data.transforms import bicubic_downscale
-from srkit.utils.errors import DataError, OptionError
-from srkit.utils.registry import DATASET_REGISTRY
 
 SCALE = 2
 SIZES = {'a': (40, 36), 'b': (32, 48), 'c': (50, 50)}
@@ -241,7 +241,7 @@ def test_hr_bicubic_training_patch(pairs):
 
 
 def test_folder_datasets_never_import_lmdb(pairs):
-    code = ('import sys, srkit; from srkit.utils.registry import DATASET_REGISTRY; DATASET_REGISTRY.names(); '
+    code = ('import sys, srkit; from srkit.core.registry import DATASET_REGISTRY; DATASET_REGISTRY.names(); '
             'from srkit.data.paired_image_dataset import PairedImageDataset as P; '
             f'P({str(pairs / "hr")!r}, {str(pairs / "lr")!r}, scale=2, filename_tmpl="{{}}x2", phase="val")[0]; '
             'assert "lmdb" not in sys.modules, "lmdb was imported"')

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from srkit.data.samplers import EnlargedSampler
-from srkit.utils.checkpoint import load_checkpoint_file
 from training_helpers import TINY_TRAIN, make_images
+
+from srkit.core.checkpoint import load_checkpoint_file
+from srkit.data.samplers import EnlargedSampler
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240
@@ -72,7 +72,7 @@ def test_two_processes_equal_one_with_double_batch_and_resume_across_world_sizes
 
 def test_sharded_validation_equals_single_process(tmp_path, tiny):
     torch.manual_seed(0)
-    from srkit.utils.registry import ARCH_REGISTRY
+    from srkit.core.registry import ARCH_REGISTRY
     net = ARCH_REGISTRY.get('EDSR')(num_feat=8, num_block=1, upscale=2)
     torch.save({'params': net.state_dict()}, tmp_path / 'w.pth')
     opt = tmp_path / 'test.yml'

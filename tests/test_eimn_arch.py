@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from PIL import Image
 
-from conftest import shared_path
 from srkit.archs import ARCH_REGISTRY, arch_spec
 from srkit.archs.eimn_arch import EIMN
-from srkit.archs.official_weights import adapt_official_state_dict, check_state_dict
-from srkit.utils.errors import CheckpointError
+from srkit.archs.weights import adapt_official_state_dict, check_state_dict
+from srkit.core.errors import CheckpointError
 
 CHECKPOINTS = [('EIMN_A', 2), ('EIMN_A', 3), ('EIMN_A', 4), ('EIMN_L', 2), ('EIMN_L', 3)]
 

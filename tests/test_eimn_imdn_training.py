@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import REPO, shared_path
 
-from srkit.archs.official_weights import adapt_official_state_dict
+from srkit.archs.weights import adapt_official_state_dict
+from srkit.config.options import Options, load_options
+from srkit.core.checkpoint import extract_state_dict, load_checkpoint_file
+from srkit.core.dist import DistContext
 from srkit.engine.trainer import Trainer
 from srkit.models.sr_model import build_network
-from srkit.utils.checkpoint import extract_state_dict, load_checkpoint_file
-from srkit.utils.dist import DistContext
-from srkit.utils.options import Options, load_options
 
 RECIPES = sorted(p.relative_to(REPO).as_posix() for folder in ('EIMN', 'IMDN')
                  for p in (REPO / 'options' / 'train' / folder).glob('*.yml') if not p.stem.endswith('_cpu'))

@@ -6,8 +6,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from srkit.core.errors import OptionError
 from srkit.models.ema import ModelEMA
-from srkit.utils.errors import OptionError
 
 
 def net() -> nn.Module:

@@ -1,13 +1,13 @@
 """ETDS: official checkpoints load into the right preset and scale; the training form's initial state."""
 import pytest
 import torch
+from conftest import shared_path
 from torch.nn import functional as F
 
-from conftest import shared_path
 from srkit.archs import arch_spec
 from srkit.archs.etds_arch import ETDS, ETDSForInference, Plain
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.core.errors import OptionError
+from srkit.core.registry import ARCH_REGISTRY
 
 VARIANTS = ('M4C32', 'M5C16', 'M6C32', 'M7C48')
 OFFICIAL = [(v, s) for v in VARIANTS for s in (2, 3, 4)]

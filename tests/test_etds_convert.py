@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, shared_path
 from PIL import Image
 
-from conftest import REPO, shared_path
 from srkit.archs import etds_convert
 from srkit.archs.etds_arch import ETDS, ETDSForInference
 from srkit.archs.etds_convert import convert_etds, etds_hyperparams, verify_conversion
-from srkit.utils.errors import CheckpointError
+from srkit.core.errors import CheckpointError
 
 
 def _random_training_model(scale: int, num_block: int, num_feat: int, seed: int) -> ETDS:

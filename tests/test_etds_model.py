@@ -4,16 +4,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, shared_path
+from training_helpers import tiny_options
+
 from srkit.archs.etds_arch import ETDS
+from srkit.config.options import load_options
+from srkit.core.checkpoint import load_checkpoint_file
+from srkit.core.dist import DistContext
+from srkit.core.errors import OptionError
 from srkit.engine.trainer import Trainer
 from srkit.models.etds_model import ETDSModel
-from srkit.utils.checkpoint import load_checkpoint_file
-from srkit.utils.dist import DistContext
-from srkit.utils.errors import OptionError
-from srkit.utils.options import load_options
-from training_helpers import tiny_options
 
 CPU = torch.device('cpu')
 TINY_ETDS = 'network_g={type: ETDS, num_block: 1, num_feat: 6, upscale: 2}'

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import shared_path
 from reference import etds_published, measured, plain_baseline_set5
 from reproduction import evaluate_with_test_py
+
 from srkit.archs.etds_arch import ETDS_M6C32
 from srkit.archs.etds_convert import convert_etds, save_params
-from srkit.utils.checkpoint import load_checkpoint_file
+from srkit.core.checkpoint import load_checkpoint_file
 
 CHECKPOINTS = [f'ETDS_{v}_x{s}' for v in ('M4C32', 'M5C16', 'M6C32', 'M7C48') for s in (2, 3, 4)]
 MEASURED_TOLERANCE_DB = 0.002   # same network, same protocol: float noise only

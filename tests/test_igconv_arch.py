@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srkit.archs import arch_spec
+from srkit.archs import arch_spec, create
 from srkit.archs.igconv_arch import (
     IGConv,
     IGConvSR,
@@ -13,8 +13,8 @@ from srkit.archs.igconv_arch import (
     geometric_ensemble,
     implicit_grid_sample,
 )
-from srkit.utils.errors import OptionError
-from srkit.utils.options import parse_options
+from srkit.config.options import parse_options
+from srkit.core.errors import OptionError
 
 SMALL = {'implicit_dim': 16, 'latent_layers': 2}
 HOSTS = [
@@ -172,12 +172,13 @@ def test_edsr_mean_shift_and_img_range_stay_around_the_new_tail():
 
 
 def test_bad_encoders_are_refused_with_the_option_path():
-    with pytest.raises(OptionError, match='network_g.encoder.upscale'):
-        IGConvSR({'type': 'EDSR_tiny', 'upscale': 2})
-    with pytest.raises(OptionError, match='num_feats'):
-        IGConvSR({'type': 'EDSR', 'num_feats': 8})
+    with pytest.raises(OptionError, match='encoder.upscale is not an option'):
+        create('IGConvSR', encoder={'type': 'EDSR_tiny', 'upscale': 2})
+    with pytest.raises(OptionError, match='network_g.encoder.num_feats') as caught:
+        create('IGConvSR', encoder={'type': 'EDSR', 'num_feats': 8})
+    assert caught.value.key == 'network_g.encoder.num_feats'
     with pytest.raises(OptionError, match='no sub-pixel tail'):
-        IGConvSR({'type': 'IMDN_AS', 'nf': 16, 'num_modules': 1})
+        create('IGConvSR', encoder={'type': 'IMDN_AS', 'nf': 16, 'num_modules': 1})
     with pytest.raises(ValueError, match='needs the scale'):
         IGConvSR({'type': 'EDSR_tiny'}, **SMALL)(torch.rand(1, 3, 4, 4))
 

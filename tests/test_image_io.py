@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
+from srkit.core.errors import DataError
 from srkit.data.image_io import decode_image, encode_png, img_to_tensor, read_image, tensor_to_img, write_image
-from srkit.utils.errors import DataError
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (12, 10, 3), dtype=np.uint8)

@@ -8,8 +8,8 @@ from test_eimn_arch import official, spec_claims_hold
 
 from srkit.archs import ARCH_REGISTRY, arch_spec
 from srkit.archs.imdn_arch import IMDN_RTC, rtc_official_keys
-from srkit.archs.official_weights import adapt_official_state_dict, check_state_dict
-from srkit.utils.errors import CheckpointError
+from srkit.archs.weights import adapt_official_state_dict, check_state_dict
+from srkit.core.errors import CheckpointError
 
 CHECKPOINTS = [('IMDN_x2', 'IMDN', 2), ('IMDN_x3', 'IMDN', 3), ('IMDN_x4', 'IMDN', 4),
                ('IMDN_AS', 'IMDN_AS', 4), ('model_RTC', 'IMDN_RTC', 2)]

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from PIL import Image
 
-from conftest import shared_path
-from srkit.data.imresize import _contributions, bicubic_degrade, imresize, modcrop
+from srkit.ops.imresize import _contributions, bicubic_degrade, imresize, modcrop
 
 
 @lru_cache(maxsize=None)

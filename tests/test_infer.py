@@ -8,16 +8,16 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image
 
-from conftest import REPO
 from srkit.archs import ARCH_REGISTRY
+from srkit.core.errors import CheckpointError, DataError, OptionError
 from srkit.data.image_io import img_to_tensor, tensor_to_img
-from srkit.data.imresize import imresize
 from srkit.infer import main
+from srkit.ops.imresize import imresize
 from srkit.tools.models import load_model
 from srkit.tools.upscale import amp_dtype
-from srkit.utils.errors import CheckpointError, DataError, OptionError
 
 
 def smooth(h: int, w: int, channels: int, seed: int = 0) -> np.ndarray:

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from srkit.core.errors import CheckpointError, OptionError, SrkitError
+from srkit.core.registry import LOSS_REGISTRY
 from srkit.losses.perceptual_loss import PerceptualLoss, VGGFeatures, vgg_layer_names
 from srkit.losses.pixel_losses import CharbonnierLoss, FFTLoss, L1Loss, MSELoss
-from srkit.utils.errors import CheckpointError, OptionError, SrkitError
-from srkit.utils.registry import LOSS_REGISTRY
 
 
 @pytest.fixture

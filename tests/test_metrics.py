@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from PIL import Image
 
-from conftest import shared_path
-from srkit.data.imresize import imresize
+from srkit.core.registry import METRIC_REGISTRY
 from srkit.metrics.color import rgb2ycbcr, rgb_to_y, ycbcr2rgb
 from srkit.metrics.psnr_ssim import calculate_psnr, calculate_ssim, psnr_reference, ssim_reference
-from srkit.utils.registry import METRIC_REGISTRY
+from srkit.ops.imresize import imresize
 
 # REFERENCE.md, "Measured" table, bicubic rows: (PSNR, SSIM) on Y, crop_border = scale.
 BICUBIC = {('Set5', 2): (33.6609, 0.9309), ('Set5', 3): (30.3847, 0.8691), ('Set5', 4): (28.3973, 0.8115),

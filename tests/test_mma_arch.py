@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from srkit.archs import arch_spec
 from srkit.archs.mma_arch import MMA, BiMamba, _causal_conv_silu
+from srkit.core.registry import ARCH_REGISTRY, build
 from srkit.ops import selective_scan_reference
-from srkit.utils.registry import ARCH_REGISTRY, build
 
 PUBLISHED = {'num_feat': 192, 'num_block': 24}
 

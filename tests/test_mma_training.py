@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import REPO, shared_path
 
+from srkit.config.options import Options, load_options
+from srkit.core.checkpoint import load_checkpoint_file
+from srkit.core.dist import DistContext
 from srkit.data.image_io import read_image, write_image
 from srkit.engine.trainer import Trainer
-from srkit.utils.checkpoint import load_checkpoint_file
-from srkit.utils.dist import DistContext
-from srkit.utils.options import Options, load_options
 
 SCALES = (2, 3, 4)
 CPU_CONFIG = REPO / 'options/train/MMA/train_MMA_light_x2_T91_cpu.yml'

@@ -7,22 +7,22 @@ import torch
 from conftest import REPO, shared_path
 from training_helpers import make_images
 
-from srkit.data.transforms import bicubic_downscale
-from srkit.engine.trainer import Trainer
-from srkit.models.evaluator import evaluate
-from srkit.models.multiscale_model import bicubic_lr, scale_for_iteration
-from srkit.models.sr_model import SRModel
-from srkit.utils.checkpoint import load_checkpoint_file
-from srkit.utils.dist import DistContext
-from srkit.utils.errors import OptionError
-from srkit.utils.options import (
+from srkit.config.options import (
     apply_overrides,
     load_options,
     parse_options,
     parse_yaml_text,
 )
-from srkit.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
-from srkit.utils.typed_options import Component
+from srkit.config.typed_options import Component
+from srkit.core.checkpoint import load_checkpoint_file
+from srkit.core.dist import DistContext
+from srkit.core.errors import OptionError
+from srkit.core.registry import DATASET_REGISTRY, MODEL_REGISTRY
+from srkit.data.transforms import bicubic_downscale
+from srkit.engine.trainer import Trainer
+from srkit.models.evaluator import evaluate
+from srkit.models.multiscale_model import bicubic_lr, scale_for_iteration
+from srkit.models.sr_model import SRModel
 
 MULTI = '''
 name: ms

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 
-from conftest import REPO
 from srkit.archs.etds_arch import ETDS, ETDSForInference
-from srkit.utils.errors import SrkitError
-from srkit.utils.onnx_export import export_onnx, verify_onnx
+from srkit.core.errors import SrkitError
+from srkit.tools.onnx_export import export_onnx, verify_onnx
 
 pytest.importorskip('onnx', reason='ONNX export tests need the onnx package')
 pytest.importorskip('onnxruntime', reason='ONNX export tests need onnxruntime')
@@ -99,8 +99,9 @@ def test_cli_loads_wrapped_weights_exports_and_keeps_existing_files(tmp_path: Pa
 def test_imdn_rtc_official_weights_export_and_match(tmp_path: Path):
     """IMDN_RTC (the real-time IMDN) with its official weights, as a mobile deployment would ship it."""
     from conftest import SHARED
-    from srkit.utils.checkpoint import load_pretrained
-    from srkit.utils.registry import ARCH_REGISTRY
+
+    from srkit.archs.weights import load_pretrained
+    from srkit.core.registry import ARCH_REGISTRY
     net = ARCH_REGISTRY.get('IMDN_RTC')(upscale=2)
     weights = SHARED / 'weights' / 'IMDN' / 'model_RTC.pth'
     if weights.exists():  # the official checkpoint; random weights otherwise (the export path is the same)

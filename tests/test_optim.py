@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 
+from srkit.core.errors import OptionError
+from srkit.core.registry import OPTIMIZER_REGISTRY, SCHEDULER_REGISTRY, RegistryError
 from srkit.optim.optimizers import build_optimizer, get_optimizer_class
-from srkit.optim.schedulers import (CosineAnnealingRestartLR, MultiStepRestartLR, build_scheduler,
-                                    get_scheduler_class, warmup_lr)
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import OPTIMIZER_REGISTRY, SCHEDULER_REGISTRY, RegistryError
+from srkit.optim.schedulers import CosineAnnealingRestartLR, MultiStepRestartLR, get_scheduler_class, warmup_factor
 
 
 def sgd(lr: float = 1.0) -> torch.optim.SGD:
@@ -46,7 +45,7 @@ def test_unknown_optimizer_names_the_closest() -> None:
 def test_schedulers_resolve_registry_then_torch() -> None:
     assert {'MultiStepRestartLR', 'CosineAnnealingRestartLR'} <= set(SCHEDULER_REGISTRY.names())
     assert get_scheduler_class('MultiStepLR') is torch.optim.lr_scheduler.MultiStepLR
-    scheduler = build_scheduler('CosineAnnealingLR', sgd(), T_max=10)
+    scheduler = get_scheduler_class('CosineAnnealingLR')(sgd(), T_max=10)
     assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
     with pytest.raises(RegistryError, match='MultiStepRestartLR'):
         get_scheduler_class('MultiStepRestartLr')
@@ -81,9 +80,9 @@ def test_mismatched_restart_lists_are_option_errors() -> None:
 
 
 def test_warmup_is_linear_until_warmup_iter() -> None:
-    assert warmup_lr([0.1, 0.2], 3, 10) == pytest.approx([0.03, 0.06])
-    assert warmup_lr([0.1, 0.2], 10, 10) == [0.1, 0.2]
-    assert warmup_lr([0.1], 3, -1) == [0.1]
+    assert warmup_factor(3, 10) == pytest.approx(0.3)
+    assert warmup_factor(10, 10) == 1.0
+    assert warmup_factor(3, -1) == 1.0
 
 
 def test_rate_after_warmup_is_the_schedules_not_the_last_warmup_value() -> None:
@@ -91,7 +90,7 @@ def test_rate_after_warmup_is_the_schedules_not_the_last_warmup_value() -> None:
     for it in range(1, 4):  # BasicSR-style: step, then overwrite the rate while warming up
         scheduler.optimizer.step()
         scheduler.step()
-        scheduler.optimizer.param_groups[0]['lr'] = warmup_lr([1.0], it, 4)[0]
+        scheduler.optimizer.param_groups[0]['lr'] = 1.0 * warmup_factor(it, 4)
     scheduler.optimizer.step()
     scheduler.step()
     assert scheduler.optimizer.param_groups[0]['lr'] == 1.0
@@ -106,7 +105,7 @@ def test_resume_reproduces_the_uninterrupted_run(name, kwargs) -> None:
     def build() -> tuple[torch.nn.Parameter, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         weight = torch.nn.Parameter(torch.linspace(-1, 1, 4))
         optimizer = build_optimizer('Adam', [weight], lr=0.1)
-        return weight, optimizer, build_scheduler(name, optimizer, **kwargs)
+        return weight, optimizer, get_scheduler_class(name)(optimizer, **kwargs)
 
     def train(weight, optimizer, scheduler, steps: int) -> list[float]:
         seen = []

@@ -3,8 +3,8 @@ import textwrap
 
 import pytest
 
-from srkit.utils.errors import OptionError
-from srkit.utils.options import apply_overrides, load_options, parse_options, parse_yaml_text
+from srkit.config.options import apply_overrides, load_options, parse_options, parse_yaml_text
+from srkit.core.errors import OptionError
 
 BASE = textwrap.dedent('''
     name: unit
@@ -125,9 +125,25 @@ def test_losses_as_list_and_basicsr_keys():
 
 def test_test_options_need_no_train_section():
     text = BASE.split('train:\n  total_iter')[0]
-    text = text.replace('  train:\n    name: T', '  test_1:\n    name: T')
+    text = text.replace('  train:\n    name: T', '  test_1:\n    name: T').replace('    batch_size_per_gpu: 4\n', '')
     opt = parse(text=text, is_train=False)
     assert opt.train is None and opt.datasets_of('test')[0].name == 'T'
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('batch_size_per_gpu', 4, 'must be 1 for a val_1 dataset'),
+    ('use_shuffle', True, 'applies to training datasets only'),
+    ('dataset_enlarge_ratio', 2, 'applies to training datasets only'),
+])
+def test_evaluation_refuses_training_only_loader_keys(key, value, message):
+    with pytest.raises(OptionError, match=message) as caught:
+        parse([f'datasets.val_1.{key}={value}'])
+    assert caught.value.key == f'datasets.val_1.{key}' and caught.value.file == 'x.yml'
+
+
+def test_evaluation_accepts_its_loader_keys():
+    opt = parse(['datasets.val_1.num_worker_per_gpu=2', 'datasets.val_1.batch_size_per_gpu=1'])
+    assert opt.datasets_of('val')[0].loader.num_worker_per_gpu == 2
 
 
 def test_scale_unsupported_by_arch():

@@ -1,6 +1,7 @@
 """docs/OPTIONS.md is generated from the code; this fails when the two drift apart."""
 from conftest import REPO
-from srkit.utils.options_doc import options_markdown
+
+from srkit.config.options_doc import options_markdown
 
 
 def test_options_doc_is_up_to_date():

@@ -8,12 +8,12 @@ import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from srkit.engine.trainer import build_dataset
-from srkit.utils.errors import SrkitError
-from srkit.utils.options import parse_options, parse_yaml_text
-from srkit.utils.registry import MODEL_REGISTRY
 from training_helpers import TINY_TRAIN, make_images
+
+from srkit.config.options import parse_options, parse_yaml_text
+from srkit.core.errors import SrkitError
+from srkit.core.registry import MODEL_REGISTRY
+from srkit.data.loader import build_dataset
 
 ROOT = Path(tempfile.mkdtemp(prefix='srkit-fuzz-'))
 make_images(ROOT / 'hr', 2)

@@ -3,9 +3,9 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import shared_path  # noqa: F401  (import check: tests can reach the shared-data helper)
-from srkit.utils.registry import Registry, RegistryError
+
+from srkit.core.registry import Registry, RegistryError
 
 
 def test_register_and_get_with_alias():
@@ -35,7 +35,7 @@ def test_broken_module_breaks_only_its_names(tmp_path, monkeypatch):
     pkg.mkdir()
     (pkg / '__init__.py').write_text('')
     (pkg / 'good_arch.py').write_text(textwrap.dedent('''
-        from srkit.utils.registry import Registry
+        from srkit.core.registry import Registry
         import fakepkg
         REG = fakepkg.REG
         @REG.register()
@@ -62,7 +62,7 @@ def test_broken_module_breaks_only_its_names(tmp_path, monkeypatch):
 
 def test_import_srkit_is_light():
     import subprocess
-    code = ('import sys, srkit, srkit.archs, srkit.utils.registry; '
+    code = ('import sys, srkit, srkit.archs, srkit.core.registry; '
             'bad = [m for m in sys.modules if m.split(".")[0] in ("torchvision", "tensorboard", "lmdb")]; '
             'print(bad); sys.exit(1 if bad else 0)')
     assert subprocess.run([sys.executable, '-c', code]).returncode == 0

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from srkit.data.image_io import write_image
-from srkit.utils.checkpoint import load_checkpoint_file
 from training_helpers import TINY_TRAIN, make_images
+
+from srkit.core.checkpoint import load_checkpoint_file
+from srkit.data.image_io import write_image
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO / 'tests' / 'fault_harness.py'

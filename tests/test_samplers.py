@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from srkit.core.errors import OptionError
 from srkit.data.loader import LoaderOptions
 from srkit.data.samplers import EnlargedSampler, resolve_key, sample_seed
-from srkit.utils.errors import OptionError
 
 
 def epoch(sampler: EnlargedSampler, number: int, start: int = 0) -> list[tuple[int, int]]:

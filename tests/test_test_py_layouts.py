@@ -4,11 +4,11 @@ Bicubic upscaling of BasicSR-layout LR must reproduce REFERENCE.md's measured bi
 data loading, inference, quantisation, Y conversion, cropping, SSIM and averaging all at once.
 """
 import pytest
-
 from conftest import shared_path
 from reference import measured
+
+from srkit.config.options import parse_options
 from srkit.engine.tester import run_test
-from srkit.utils.options import parse_options
 
 METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': True},
            'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': True}}

@@ -5,12 +5,12 @@ import importlib.util
 
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 
-from conftest import REPO
+from srkit.core.errors import SrkitError
+from srkit.tools.complexity import count_activations, measure_latency, peak_memory_bytes
 from srkit.tools.complexity_table import measure_complexity, read_table_csv, reference_input_hw, table_markdown
-from srkit.utils.complexity import count_activations, measure_latency, peak_memory_bytes
-from srkit.utils.errors import SrkitError
 
 
 def load_script(name: str):

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, shared_path
+
 from srkit.archs import ARCH_REGISTRY
+from srkit.config.options import load_options
+from srkit.core.errors import DataError
+from srkit.tools.complexity import count_params
 from srkit.tools.model_zoo import benchmark_datasets_override, collect, zoo_markdown
-from srkit.utils.complexity import count_params
-from srkit.utils.errors import DataError
-from srkit.utils.options import load_options
 
 
 def load_script(name: str):
@@ -77,6 +77,7 @@ def test_official_checkpoint_reproduces_reference(tmp_path, capsys):
     script.main(['table', str(tmp_path / 'r'), '--out', str(out), '--sets', 'Set5'])
     row = next(line for line in out.read_text().splitlines() if line.startswith('| ETDS_M5C16_x4 '))
     import re
+
     from reference import measured
     psnr, ssim = map(float, re.search(r'\| ([\d.]+) / ([\d.]+) \|', row).groups())
     ref_psnr, ref_ssim = measured()['ETDS_M5C16_x4']['Set5']

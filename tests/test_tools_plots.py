@@ -7,14 +7,14 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
+from training_helpers import tiny_options
+
+from srkit.core.dist import DistContext
+from srkit.core.errors import DataError, SrkitError
 from srkit.engine.trainer import Trainer
 from srkit.tools.plots import parse_training_log, read_tensorboard_scalars, tradeoff_points
-from srkit.utils.dist import DistContext
-from srkit.utils.errors import DataError, SrkitError
-from training_helpers import tiny_options
 
 pytest.importorskip('matplotlib')
 

@@ -6,14 +6,14 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image
 
-from conftest import REPO
 from srkit.archs import ARCH_REGISTRY
+from srkit.core.errors import DataError, OptionError
 from srkit.data.image_io import write_image
 from srkit.tools.models import load_model
 from srkit.tools.visual_compare import BOX_COLOUR, Box, compose_row, make_panels, prepare_pair
-from srkit.utils.errors import DataError, OptionError
 
 
 def load_script(name: str):

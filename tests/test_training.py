@@ -1,12 +1,12 @@
 """The training loop: checkpoints, exact resume, folders that are never overwritten, the NaN guard."""
 import pytest
 import torch
-
-from srkit.engine.trainer import Trainer
-from srkit.utils.checkpoint import load_checkpoint_file
-from srkit.utils.dist import DistContext
-from srkit.utils.errors import TrainingError
 from training_helpers import tiny_options
+
+from srkit.core.checkpoint import load_checkpoint_file
+from srkit.core.dist import DistContext
+from srkit.core.errors import TrainingError
+from srkit.engine.trainer import Trainer
 
 
 def final_weights(root):

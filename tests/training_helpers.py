@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from srkit.config.options import Options, apply_overrides, parse_options, parse_yaml_text
 from srkit.data.image_io import write_image
-from srkit.utils.options import Options, apply_overrides, parse_options, parse_yaml_text
 
 TINY_TRAIN = '''
 name: tiny

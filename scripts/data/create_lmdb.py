@@ -21,9 +21,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from srkit.core.errors import DataError, SrkitError
 from srkit.data.file_backends import DiskBackend, strip_image_extension
 from srkit.data.image_io import encode_png, read_image
-from srkit.utils.errors import DataError, SrkitError
 
 
 def encode_one(path: Path, compress_level: int) -> tuple[bytes, tuple[int, int, int]]:

@@ -21,9 +21,9 @@ import sys
 from multiprocessing import Pool
 from pathlib import Path
 
+from srkit.core.errors import DataError, SrkitError
 from srkit.data.file_backends import DiskBackend
 from srkit.data.image_io import read_image, write_image
-from srkit.utils.errors import DataError, SrkitError
 
 
 def crop_positions(length: int, crop_size: int, step: int, thresh_size: int) -> list[int]:

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from srkit.archs.spec import ArchSpec
-from srkit.data.imresize import imresize
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.core.registry import ARCH_REGISTRY
+from srkit.ops.imresize import imresize
 
 
 @ARCH_REGISTRY.register(meta=ArchSpec(scales=()))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from srkit.archs.spec import ArchSpec
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.core.registry import ARCH_REGISTRY
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 EDSR_SPEC = ArchSpec(scales=(2, 3, 4, 8), subpixel_tail=('upsample', 'conv_last'))

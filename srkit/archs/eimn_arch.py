@@ -14,14 +14,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from srkit.archs.spec import ArchSpec
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.core.registry import ARCH_REGISTRY
 
 __all__ = ['EIMN', 'EIMN_A', 'EIMN_L']
 
 # Every op works at any input size (stride 1, 'same' padding, global pooling). float16: LayerNorm
 # statistics stay in float32 under autocast, and with the official checkpoints on Set5/Set14 no
 # intermediate exceeds |1.2e3| (float16 max 65504); autocast float16 moves Set5 x4 PSNR by < 0.001 dB.
-EIMN_SPEC = ArchSpec(scales=(2, 3, 4), pad_multiple=1, min_size=1, fp16_safe=True, channels_last_safe=True,
+EIMN_SPEC = ArchSpec(scales=(2, 3, 4), scale_arg='scale', pad_multiple=1, min_size=1, fp16_safe=True,
+                     channels_last_safe=True, tiling_exact=False,
                      subpixel_tail=('tail',))
 
 

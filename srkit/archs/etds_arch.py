@@ -28,8 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from srkit.archs.spec import ArchSpec
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.core.registry import ARCH_REGISTRY
 
 __all__ = ['ETDS', 'ETDSForInference', 'Plain', 'inference_out_channels']
 
@@ -54,13 +53,13 @@ def inference_out_channels(num_out_ch: int, upscale: int) -> int:
 def _check_args(name: str, num_in_ch: int, num_out_ch: int, num_feat: int, num_residual_feat: int,
                 need_backbone: bool) -> None:
     if num_out_ch != num_in_ch:
-        raise OptionError(f'{name}: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}): the '
+        raise ValueError(f'{name}: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}): the '
                           'residual stream carries the input image to the output.')
     if num_residual_feat < num_in_ch:
-        raise OptionError(f'{name}: num_residual_feat ({num_residual_feat}) must be at least num_in_ch '
+        raise ValueError(f'{name}: num_residual_feat ({num_residual_feat}) must be at least num_in_ch '
                           f'({num_in_ch}) so that the residual stream can hold the input image.')
     if need_backbone and num_feat <= num_residual_feat:
-        raise OptionError(f'{name}: num_feat ({num_feat}) counts the residual channels too and must exceed '
+        raise ValueError(f'{name}: num_feat ({num_feat}) counts the residual channels too and must exceed '
                           f'num_residual_feat ({num_residual_feat}).')
 
 

@@ -21,8 +21,8 @@ from typing import Mapping
 import torch
 
 from srkit.archs.etds_arch import ETDS, ETDSForInference
-from srkit.utils.checkpoint import atomic_save
-from srkit.utils.errors import CheckpointError
+from srkit.core.checkpoint import atomic_save
+from srkit.core.errors import CheckpointError
 
 __all__ = ['convert_etds', 'etds_hyperparams', 'verify_conversion', 'save_params']
 

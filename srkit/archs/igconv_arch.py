@@ -30,9 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from srkit.archs.spec import ArchSpec
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.archs.spec import ArchSpec, arch_spec
+from srkit.core.registry import ARCH_REGISTRY
 
 __all__ = ['IGConv', 'IGConvSR', 'IGSample', 'ImplicitKernel', 'SubPixelConv', 'geometric_ensemble',
            'implicit_grid_sample', 'subpixel_tail']
@@ -244,50 +243,32 @@ class _TailSlot(nn.Module):
 
 def subpixel_tail(type_name: str, net: nn.Module) -> tuple[tuple[str, ...], int]:
     """(tail submodule names, width of the features that feed the tail) of a built host network."""
-    from srkit.archs import arch_spec
-
-    from srkit.utils.registry import ARCH_REGISTRY
-
     names = arch_spec(type_name).subpixel_tail
     if not names:
         hosts = [n for n in ARCH_REGISTRY.names() if arch_spec(n).subpixel_tail]
-        raise OptionError(f'Option "network_g.encoder.type": {type_name} declares no sub-pixel tail, so IGConv '
-                          f'cannot replace it (hosts that do: {", ".join(hosts)}).')
+        raise ValueError(f'the encoder {type_name} declares no sub-pixel tail, so IGConv cannot replace it '
+                         f'(hosts that do: {", ".join(hosts)})')
     first = net.get_submodule(names[0])
     convs = [m for m in ([first] + list(first.modules())) if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise OptionError(f'{type_name}: its declared tail "{names[0]}" has no Conv2d to read the feature width from.')
+        raise ValueError(f'{type_name}: its declared tail "{names[0]}" has no Conv2d to read the feature width from')
     return tuple(names), convs[0].in_channels
 
 
 def _build_encoder(encoder: dict[str, Any]) -> tuple[str, nn.Module]:
-    """Build the host from the registry; the scale it is built for does not matter (its tail goes)."""
-    import inspect
-
-    from srkit.archs import arch_spec
-    from srkit.utils.options import SCALE_ARGUMENTS
-    from srkit.utils.typed_options import check_call_arguments
+    """Build the host through the factory, at its default scale (its tail is replaced anyway)."""
+    from srkit.archs import create
 
     args = dict(encoder)
     type_name = args.pop('type', None)
     if not isinstance(type_name, str):
-        raise OptionError('Option "network_g.encoder.type" is required (a registered architecture, e.g. EDSR_baseline).')
+        raise ValueError('the encoder needs a "type": a registered architecture, e.g. EDSR_baseline')
     if type_name == 'IGConvSR':
-        raise OptionError('Option "network_g.encoder.type": IGConvSR cannot be its own encoder.')
-    try:
-        arch = ARCH_REGISTRY.get(type_name)
-    except KeyError as exc:
-        raise OptionError(f'Option "network_g.encoder.type": {exc}') from None
-    scale_params = [p for p in SCALE_ARGUMENTS if p in inspect.signature(arch).parameters]
-    given = [p for p in scale_params if p in args]
-    if given:
-        raise OptionError(f'Option "network_g.encoder.{given[0]}": the scale is chosen per call of IGConvSR, '
-                          'so the encoder takes none.')
-    args = check_call_arguments(arch, args, 'network_g.encoder', what=f'architecture {type_name}')
-    scales = arch_spec(type_name).scales
-    if scale_params:
-        args[scale_params[0]] = scales[0] if scales else 2
-    return type_name, arch(**args)
+        raise ValueError('IGConvSR cannot be its own encoder')
+    scale_arg = arch_spec(type_name).scale_arg
+    if scale_arg in args:
+        raise ValueError(f'encoder.{scale_arg} is not an option: the scale is chosen per call of IGConvSR')
+    return type_name, create(type_name, option_key='network_g.encoder', **args)
 
 
 def _replace(net: nn.Module, dotted: str, module: nn.Module) -> None:
@@ -295,7 +276,9 @@ def _replace(net: nn.Module, dotted: str, module: nn.Module) -> None:
     setattr(net.get_submodule(parent_name) if parent_name else net, child, module)
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=()))
+# Tiling is as exact as the encoder's, which the spec of IGConvSR cannot know: claimed inexact.
+@ARCH_REGISTRY.register(meta=ArchSpec(scales=(), scale_arg=None, scale_in_forward=True, tiling_exact=False,
+                                      example_args={'encoder': {'type': 'EDSR_tiny'}}))
 class IGConvSR(nn.Module):
     """Any registered host with a sub-pixel tail, made multi-scale by IGConv (or IGConv+).
 
@@ -310,7 +293,7 @@ class IGConvSR(nn.Module):
                  kernel_size: int = 3, implicit_dim: int = 256, latent_layers: int = 4, max_s: int = 4) -> None:
         super().__init__()
         if upsampler not in ('igconv', 'igconv_plus'):
-            raise OptionError(f'Option "network_g.upsampler" must be igconv or igconv_plus, got {upsampler!r}.')
+            raise ValueError(f'upsampler must be igconv or igconv_plus, got {upsampler!r}')
         self.encoder_type, self.encoder = _build_encoder(encoder)
         self.tail_names, width = subpixel_tail(self.encoder_type, self.encoder)
         plus = upsampler == 'igconv_plus'

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from srkit.archs.spec import ArchSpec, StateDict
-from srkit.utils.registry import ARCH_REGISTRY
+from srkit.core.registry import ARCH_REGISTRY
 
 __all__ = ['IMDB', 'IMDN', 'IMDN_AS', 'IMDN_RTC', 'CCALayer', 'rtc_official_keys']
 
@@ -67,7 +67,7 @@ class IMDB(nn.Module):
         return self.c5(self.cca(torch.cat(parts, dim=1))) + x
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), subpixel_tail=('upsampler',)))
+@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), tiling_exact=False, subpixel_tail=('upsampler',)))
 class IMDN(nn.Module):
     """IMDN (official option names): head conv, ``num_modules`` IMDBs whose outputs are all concatenated,
     1x1 fusion + LeakyReLU, 3x3 conv, shallow-feature residual, conv + PixelShuffle upsampler.
@@ -97,7 +97,8 @@ class IMDN(nn.Module):
         return self.upsampler(self.LR_conv(self.c(torch.cat(outs, dim=1))) + shallow)
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=(4,), pad_multiple=4, min_size=4, same_size_output=True))
+@ARCH_REGISTRY.register(meta=ArchSpec(scales=(4,), pad_multiple=4, min_size=4, tiling_exact=False,
+                                      same_size_output=True))
 class IMDN_AS(IMDN):
     """IMDN for real-world SR at any size: two stride-2 head convs, so a x4 upsampler returns the input's
     size (height and width must be multiples of 4).

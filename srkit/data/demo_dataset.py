@@ -11,11 +11,11 @@ from typing import Literal
 
 import numpy as np
 
+from srkit.core.errors import DataError
+from srkit.core.registry import DATASET_REGISTRY
 from srkit.data.hr_bicubic_dataset import HRBicubicDataset
 from srkit.data.image_io import write_image
-from srkit.data.imresize import imresize
-from srkit.utils.errors import DataError
-from srkit.utils.registry import DATASET_REGISTRY
+from srkit.ops.imresize import imresize
 
 __all__ = ['DemoDataset', 'prepare_demo_images', 'DEMO_IMAGES']
 

@@ -15,8 +15,8 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
+from srkit.core.errors import DataError, OptionError
 from srkit.data.image_io import IMAGE_EXTENSIONS, decode_image
-from srkit.utils.errors import DataError, OptionError
 
 __all__ = ['FileBackend', 'DiskBackend', 'LmdbBackend', 'open_backend', 'read_meta_info', 'load_image',
            'strip_image_extension']
@@ -127,15 +127,14 @@ class LmdbBackend:
         if not meta.is_file():
             raise DataError(f'{meta}: missing; a BasicSR-layout LMDB lists its images in meta_info.txt.')
         self._path = str(self.root.resolve())
-        self._shapes: dict[str, tuple[int, int, int]] = {}
+        self._keys: list[str] = []
         for number, line in enumerate(meta.read_text(encoding='utf-8').splitlines(), 1):
             if not line.strip():
                 continue
             match = _META_LINE.match(line.strip())
             if match is None:
                 raise DataError(f'{meta}, line {number}: expected "name.png (h,w,c) level", got {line!r}.')
-            shape = (int(match.group('h')), int(match.group('w')), int(match.group('c')))
-            self._shapes[strip_image_extension(match.group('name'))] = shape
+            self._keys.append(strip_image_extension(match.group('name')))
 
     def _open(self) -> Any:
         """This process's environment for the root, cached per pid.
@@ -158,11 +157,7 @@ class LmdbBackend:
         return env
 
     def keys(self) -> list[str]:
-        return sorted(self._shapes)
-
-    def shape(self, key: str) -> tuple[int, int, int]:
-        """(h, w, c) as meta_info.txt records it."""
-        return self._shapes[key]
+        return sorted(set(self._keys))
 
     def get(self, key: str) -> bytes:
         with self._open().begin(write=False) as txn:

@@ -13,14 +13,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from srkit.core.errors import DataError
+from srkit.core.registry import DATASET_REGISTRY
 from srkit.data.file_backends import load_image, open_backend
 from srkit.data.image_io import img_to_tensor
-from srkit.data.imresize import modcrop
 from srkit.data.paired_image_dataset import check_training_options, list_keys
 from srkit.data.samplers import KeyedDataset
 from srkit.data.transforms import augment, bicubic_downscale, channel_shuffle, random_crop
-from srkit.utils.errors import DataError
-from srkit.utils.registry import DATASET_REGISTRY
+from srkit.ops.imresize import modcrop
 
 __all__ = ['HRBicubicDataset']
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from srkit.utils.atomic import atomic_file
-from srkit.utils.errors import DataError
+from srkit.core.atomic import atomic_file
+from srkit.core.errors import DataError
 
 __all__ = ['IMAGE_EXTENSIONS', 'read_image', 'decode_image', 'write_image', 'encode_png', 'img_to_tensor',
            'tensor_to_img']

@@ -1,48 +1,39 @@
-"""DataLoader construction: the option keys that belong to the loader, not to the dataset.
+"""Datasets and DataLoaders built from checked options.
 
 The sampler decides what a sample is (its keys carry the seeds), so the loader only batches: training
 uses the sampler's keys in order with ``drop_last``, validation and test go one image at a time in order.
 Workers are seeded from the run's seed and their rank/id, for libraries that draw from global state;
-srkit's own datasets never do.
+srkit's own datasets never do. A user error raised in a worker (a corrupt image) reaches the main process
+as the same exception object, attributes included, not as the text of a worker traceback.
 """
 from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+from torch.utils.data.dataloader import default_collate
 
-from srkit.utils.errors import OptionError
-from srkit.utils.typed_options import option
+from srkit.config.options import DatasetOptions, LoaderOptions
+from srkit.config.typed_options import construct
+from srkit.core.errors import OptionError, SrkitError
+from srkit.core.registry import DATASET_REGISTRY
 
-__all__ = ['LoaderOptions', 'build_dataloader', 'seed_worker']
+__all__ = ['build_dataset', 'build_dataloader', 'seed_worker']
 
 
-@dataclass
-class LoaderOptions:
-    """Loader keys of a ``datasets.<phase>`` block (BasicSR's names)."""
-
-    batch_size_per_gpu: int = option(16, 'Batch size of each process (global batch = this x world size).')
-    num_worker_per_gpu: int = option(0, 'DataLoader worker processes per process.')
-    use_shuffle: bool = option(True, 'Shuffle the training set every epoch (deterministic from manual_seed).')
-    dataset_enlarge_ratio: int = option(1, 'Repeat the training set this many times per epoch.')
-    prefetch_mode: Literal['cpu', 'cuda'] | None = option(None, 'cuda: copy batches to the GPU ahead on a '
-                                                                'side stream (needs pin_memory).')
-    pin_memory: bool = option(False, 'Pinned host memory for batches.')
-    persistent_workers: bool = option(False, 'Keep worker processes alive between epochs.')
-
-    def check(self, path: str = '') -> None:
-        prefix = f'{path}.' if path else ''
-        for key, low in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0), ('dataset_enlarge_ratio', 1)):
-            if getattr(self, key) < low:
-                raise OptionError(f'Option "{prefix}{key}" must be >= {low}, got {getattr(self, key)}.')
-        if self.prefetch_mode == 'cuda' and not self.pin_memory:
-            raise OptionError(f'Option "{prefix}prefetch_mode" is "cuda", which needs "{prefix}pin_memory: true" '
-                              '(non-blocking copies need pinned memory).')
+def build_dataset(entry: DatasetOptions) -> Any:
+    """The dataset of one ``datasets.<key>`` entry; an empty one is refused, naming the key."""
+    path = f'datasets.{entry.key}'
+    dataset = construct(path, DATASET_REGISTRY.get(entry.type), **entry.args)
+    if len(dataset) == 0:
+        raise OptionError(f'Option "{path}": dataset {entry.name} is empty.', key=path)
+    return dataset
 
 
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:
@@ -51,6 +42,42 @@ def seed_worker(worker_id: int, seed: int, rank: int) -> None:
     random.seed(int(state[0]))
     np.random.seed(int(state[0]))
     torch.manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+@dataclass
+class _Failure:
+    """A user error caught in a worker, travelling to the main process in place of a sample."""
+
+    error: SrkitError
+
+
+class _CatchUserErrors(Dataset):
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self.dataset[key]
+        except SrkitError as exc:
+            return _Failure(exc)
+
+
+def _collate(items: list[Any]) -> Any:
+    failures = [item for item in items if isinstance(item, _Failure)]
+    return failures[0] if failures else default_collate(items)
+
+
+class _UserErrorLoader(DataLoader):
+    """Re-raises, in the main process, the user error a worker caught instead of torch's wrapped copy."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        for batch in super().__iter__():
+            if isinstance(batch, _Failure):
+                raise batch.error
+            yield batch
 
 
 def build_dataloader(dataset: Dataset, options: LoaderOptions, sampler: Sampler | None, phase: str,
@@ -69,11 +96,13 @@ def build_dataloader(dataset: Dataset, options: LoaderOptions, sampler: Sampler 
         'worker_init_fn': functools.partial(seed_worker, seed=seed, rank=getattr(sampler, 'rank', 0)),
         'persistent_workers': options.persistent_workers and workers > 0,
     }
+    if workers > 0:
+        dataset, common['collate_fn'] = _CatchUserErrors(dataset), _collate
     if phase == 'train':
         if sampler is None:
             raise ValueError('build_dataloader: a training loader needs a sampler (EnlargedSampler)')
         batches = BatchSampler(sampler, options.batch_size_per_gpu, drop_last=True)
-        return DataLoader(dataset, batch_sampler=batches, **common)
+        return _UserErrorLoader(dataset, batch_sampler=batches, **common)
     if phase in ('val', 'test'):
-        return DataLoader(dataset, batch_size=1, shuffle=False, sampler=sampler, **common)
+        return _UserErrorLoader(dataset, batch_size=1, shuffle=False, sampler=sampler, **common)
     raise ValueError(f"build_dataloader: phase must be 'train', 'val' or 'test', got {phase!r}")

@@ -11,13 +11,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from srkit.core.errors import OptionError
+from srkit.core.registry import DATASET_REGISTRY
 from srkit.data.file_backends import load_image, open_backend
 from srkit.data.image_io import img_to_tensor
 from srkit.data.paired_image_dataset import list_keys
 from srkit.data.samplers import KeyedDataset
 from srkit.data.transforms import augment, channel_shuffle, random_crop
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import DATASET_REGISTRY
 
 __all__ = ['HRPatchDataset']
 

@@ -15,12 +15,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from srkit.core.errors import DataError, OptionError
+from srkit.core.registry import DATASET_REGISTRY
 from srkit.data.file_backends import FileBackend, load_image, open_backend, read_meta_info
 from srkit.data.image_io import img_to_tensor
 from srkit.data.samplers import KeyedDataset
 from srkit.data.transforms import augment, channel_shuffle, match_pair, paired_random_crop
-from srkit.utils.errors import DataError, OptionError
-from srkit.utils.registry import DATASET_REGISTRY
 
 __all__ = ['PairedImageDataset', 'check_training_options', 'list_keys']
 

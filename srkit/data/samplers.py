@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-from srkit.utils.errors import DataError
+from srkit.core.errors import DataError
 
 __all__ = ['EnlargedSampler', 'KeyedDataset', 'sample_seed', 'resolve_key']
 

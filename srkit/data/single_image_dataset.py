@@ -5,11 +5,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from srkit.core.registry import DATASET_REGISTRY
 from srkit.data.file_backends import load_image, open_backend
 from srkit.data.image_io import img_to_tensor
 from srkit.data.paired_image_dataset import list_keys
 from srkit.data.samplers import KeyedDataset
-from srkit.utils.registry import DATASET_REGISTRY
 
 __all__ = ['SingleImageDataset']
 

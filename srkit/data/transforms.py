@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from srkit.data.imresize import imresize
-from srkit.utils.errors import DataError
+from srkit.core.errors import DataError
+from srkit.ops.imresize import imresize
 
 __all__ = ['match_pair', 'paired_random_crop', 'random_crop', 'augment', 'channel_shuffle', 'bicubic_downscale']
 

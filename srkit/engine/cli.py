@@ -4,14 +4,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from typing import Callable
 
-from srkit.utils.errors import SrkitError
+from srkit.core.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, SrkitError
 
 __all__ = ['parse_args', 'run_entry_point']
-
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 
 
 def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
@@ -30,28 +28,28 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def user_message(exc: BaseException) -> str:
-    """The user's message; an error re-raised from a DataLoader worker carries the worker's traceback as
-    text, of which only the original message is kept."""
-    text = str(exc)
-    if 'Original Traceback' in text:
-        last = text.rstrip().splitlines()[-1]
-        text = last.split(': ', 1)[1] if ': ' in last else last
-    return text
-
-
 def run_entry_point(main: Callable[[], object]) -> None:
-    """Run ``main``; a user error prints one clear message and exits non-zero, without a traceback."""
+    """Run ``main``. A user error prints one clear message and exits EXIT_USER_ERROR, without a traceback;
+    anything else is a bug in srkit: one line saying so, the traceback, and EXIT_BUG."""
     try:
         main()
     except SrkitError as exc:
-        message = user_message(exc)
-        print(f'srkit: error: {message}', file=sys.stderr)
-        for handler in logging.getLogger('srkit').handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.handle(logging.makeLogRecord({'msg': f'error: {message}', 'levelno': logging.ERROR,
-                                                      'levelname': 'ERROR', 'name': 'srkit'}))
+        _report(f'srkit: error: {exc}', f'error: {exc}')
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         print('srkit: interrupted; the last saved checkpoint is intact.', file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except Exception:  # noqa: BLE001 - the last resort: every other exception is srkit's own bug
+        trace = traceback.format_exc()
+        _report(f'srkit: internal error: this is a bug in srkit, not a mistake in your options; please report it '
+                f'with the traceback below.\n{trace}', f'internal error (a bug in srkit):\n{trace}')
+        sys.exit(EXIT_BUG)
+
+
+def _report(console: str, log_line: str) -> None:
+    """Print to stderr, and write the same to the run's log file when one is open."""
+    print(console, file=sys.stderr)
+    for handler in logging.getLogger('srkit').handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(logging.makeLogRecord({'msg': log_line, 'levelno': logging.ERROR,
+                                                  'levelname': 'ERROR', 'name': 'srkit'}))

@@ -12,14 +12,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from srkit.config.options import Options, ValOptions, dump_options
+from srkit.core.dist import DistContext
+from srkit.core.errors import DataError
+from srkit.core.logger import setup_logger
+from srkit.core.registry import MODEL_REGISTRY
+from srkit.data.loader import build_dataset
 from srkit.engine.experiment import archive_existing, prepare_folder, timestamp
-from srkit.engine.trainer import build_dataset, select_device
+from srkit.engine.trainer import run_device
 from srkit.models.evaluator import EvalResult, evaluate
-from srkit.utils.dist import DistContext
-from srkit.utils.errors import DataError
-from srkit.utils.logger import setup_logger
-from srkit.utils.options import Options, ValOptions, dump_options
-from srkit.utils.registry import MODEL_REGISTRY
 
 __all__ = ['run_test', 'results_markdown', 'write_results', 'read_results', 'ResultsSummary']
 
@@ -38,7 +39,7 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
     else:
         setup_logger(None, False)
     val = options.val or ValOptions()
-    model = MODEL_REGISTRY.get(options.model_type)(options, select_device(options, dist), dist)
+    model = MODEL_REGISTRY.get(options.model_type)(options, run_device(options, dist), dist)
     results = []
     for entry in options.datasets_of('test') + options.datasets_of('val'):
         dataset = build_dataset(entry)

@@ -14,39 +14,39 @@ from typing import Any
 
 import torch
 
+from srkit.config.options import DatasetOptions, Options, dump_options
+from srkit.core.checkpoint import (
+    atomic_save,
+    find_resume_state,
+    load_checkpoint_file,
+    network_path,
+    remove_stale_temporaries,
+    training_state_path,
+)
+from srkit.core.dist import DistContext, all_gather_objects, barrier, broadcast_object, select_device
+from srkit.core.errors import CheckpointError, OptionError
+from srkit.core.logger import ProgressLog, TensorboardWriter, setup_logger
+from srkit.core.registry import DATASET_REGISTRY, MODEL_REGISTRY
+from srkit.data.loader import build_dataloader, build_dataset
 from srkit.data.prefetchers import build_prefetcher
-from srkit.engine.experiment import (archive_existing, prepare_folder, restore_rng_state, rng_state, seed_everything,
-                                     timestamp)
+from srkit.engine.experiment import (
+    archive_existing,
+    prepare_folder,
+    restore_rng_state,
+    rng_state,
+    seed_everything,
+    timestamp,
+)
 from srkit.models.evaluator import EvalResult, bicubic_predictor, evaluate
-from srkit.utils.checkpoint import (atomic_save, find_resume_state, load_checkpoint_file, network_path,
-                                    remove_stale_temporaries, training_state_path)
-from srkit.utils.dist import DistContext, all_gather_objects, barrier, broadcast_object
-from srkit.utils.errors import CheckpointError, OptionError
-from srkit.utils.logger import ProgressLog, TensorboardWriter, setup_logger
-from srkit.utils.options import DatasetOptions, Options, dump_options
-from srkit.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
-from srkit.utils.typed_options import construct
 
-__all__ = ['Trainer', 'build_dataset', 'select_device']
+__all__ = ['Trainer', 'run_device']
 
 logger = logging.getLogger('srkit')
 
 
-def select_device(options: Options, dist: DistContext) -> torch.device:
-    if options.num_gpu != 0 and torch.cuda.is_available():
-        return torch.device('cuda', dist.local_rank % torch.cuda.device_count())
-    return torch.device('cpu')
-
-
-def build_dataset(entry: DatasetOptions) -> Any:
-    try:
-        dataset = construct(f'datasets.{entry.key}', DATASET_REGISTRY.get(entry.type), **entry.args)
-    except OptionError as exc:
-        message = str(exc)
-        raise OptionError(message if message.startswith('Option "') else f'datasets.{entry.key}: {message}') from None
-    if len(dataset) == 0:
-        raise OptionError(f'Option "datasets.{entry.key}": dataset {entry.name} is empty.')
-    return dataset
+def run_device(options: Options, dist: DistContext) -> torch.device:
+    """BasicSR's ``num_gpu``: 0 is the CPU; otherwise this rank's GPU when CUDA is available, else the CPU."""
+    return select_device('cpu' if options.num_gpu == 0 else 'auto', dist.local_rank)
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Trainer:
     def __init__(self, options: Options, dist: DistContext, auto_resume: bool = False) -> None:
         self.options = options
         self.dist = dist
-        self.device = select_device(options, dist)
+        self.device = run_device(options, dist)
         self.root = Path(options.path.experiments_root or Path('experiments') / options.name)
         setup_logger(None, dist.is_main)  # resume discovery may already have something to say
         self.resume = self._find_resume(auto_resume)
@@ -110,7 +110,6 @@ class Trainer:
         return None
 
     def _build_data(self) -> None:
-        from srkit.data.loader import build_dataloader
         from srkit.data.samplers import EnlargedSampler
 
         train_entries = self.options.datasets_of('train')

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srkit.utils.errors import CheckpointError, OptionError, SrkitError
-from srkit.utils.registry import LOSS_REGISTRY, closest_name
+from srkit.core.errors import CheckpointError, OptionError, SrkitError
+from srkit.core.registry import LOSS_REGISTRY, closest_name
 
 __all__ = ['PerceptualLoss', 'VGGFeatures', 'vgg_layer_names', 'VGG_TYPES']
 

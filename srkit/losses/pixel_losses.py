@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import LOSS_REGISTRY
+from srkit.core.errors import OptionError
+from srkit.core.registry import LOSS_REGISTRY
 
 __all__ = ['L1Loss', 'MSELoss', 'CharbonnierLoss', 'FFTLoss', 'reduce_loss']
 

@@ -20,8 +20,8 @@ import math
 import numpy as np
 import torch
 
+from srkit.core.registry import METRIC_REGISTRY
 from srkit.metrics.color import rgb_to_y
-from srkit.utils.registry import METRIC_REGISTRY
 
 __all__ = ['psnr_reference', 'ssim_reference', 'calculate_psnr', 'calculate_ssim']
 

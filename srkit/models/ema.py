@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srkit.utils.errors import OptionError
+from srkit.core.errors import OptionError
 
 __all__ = ['ModelEMA', 'unwrap_model']
 

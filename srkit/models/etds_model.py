@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from srkit.core.errors import OptionError
+from srkit.core.registry import MODEL_REGISTRY
 from srkit.models.sr_model import SRModel
 from srkit.models.train_options import TrainOptions
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import MODEL_REGISTRY
 
 __all__ = ['ETDSModel', 'ETDSTrainOptions', 'SROutputOnly']
 

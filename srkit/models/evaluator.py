@@ -15,10 +15,10 @@ from typing import Callable
 
 import torch
 
-from srkit.utils.dist import DistContext, all_gather_objects
-from srkit.utils.errors import DataError
-from srkit.utils.registry import METRIC_REGISTRY
-from srkit.utils.typed_options import Component
+from srkit.config.typed_options import Component
+from srkit.core.dist import DistContext, all_gather_objects
+from srkit.core.errors import DataError
+from srkit.core.registry import METRIC_REGISTRY
 
 __all__ = ['EvalResult', 'evaluate', 'quantize', 'bicubic_predictor']
 
@@ -39,7 +39,7 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
 
 def bicubic_predictor(scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """MATLAB bicubic upscaling, the baseline every SR table starts from."""
-    from srkit.data.imresize import imresize
+    from srkit.ops.imresize import imresize
     return lambda lq: imresize(lq.double(), scale).float()
 
 

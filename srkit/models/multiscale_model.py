@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from srkit.data.imresize import imresize
+from srkit.config.options import Options
+from srkit.core.dist import DistContext
+from srkit.core.errors import DataError, OptionError
+from srkit.core.registry import MODEL_REGISTRY
 from srkit.models.sr_model import SRModel
 from srkit.models.train_options import TrainOptions
-from srkit.utils.dist import DistContext
-from srkit.utils.errors import DataError, OptionError
-from srkit.utils.options import Options
-from srkit.utils.registry import MODEL_REGISTRY
+from srkit.ops.imresize import imresize
 
 __all__ = ['MultiScaleModel', 'MultiScaleTrainOptions', 'bicubic_lr', 'scale_for_iteration']
 

@@ -14,15 +14,16 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from srkit.archs import arch_spec
+from srkit.archs import arch_spec, create
+from srkit.archs.weights import load_pretrained
+from srkit.config.options import Options
+from srkit.config.typed_options import construct
+from srkit.core.dist import DistContext
+from srkit.core.errors import OptionError, TrainingError
+from srkit.core.registry import LOSS_REGISTRY, MODEL_REGISTRY
 from srkit.models.inference import predict
 from srkit.models.train_options import TrainOptions
-from srkit.utils.checkpoint import load_pretrained
-from srkit.utils.dist import DistContext
-from srkit.utils.errors import OptionError, TrainingError
-from srkit.utils.options import Options
-from srkit.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
-from srkit.utils.typed_options import construct
+from srkit.optim.schedulers import warmup_factor
 
 __all__ = ['SRModel', 'build_network', 'to_channels_last']
 
@@ -41,8 +42,9 @@ def to_channels_last(net: nn.Module) -> None:
 
 
 def build_network(options: Options) -> nn.Module:
+    """network_g of checked options, built by the one factory for the run's scale."""
     comp = options.network_g
-    return construct('network_g', ARCH_REGISTRY.get(comp.type), **comp.args)
+    return create(comp.type, options.scale, **comp.args)
 
 
 @MODEL_REGISTRY.register()
@@ -61,7 +63,8 @@ class SRModel:
         path = options.path
         if path.pretrain_network_g:
             load_pretrained(self.net_g, path.pretrain_network_g, param_key=path.param_key_g,
-                            strict=path.strict_load_g, arch_type=options.network_g.type)
+                            strict=path.strict_load_g, arch_type=options.network_g.type,
+                            hint='Set path.strict_load_g: false to load the matching keys only.')
             logger.info('Loaded %s into %s.', path.pretrain_network_g, options.network_g.type)
         # channels_last: up to 1.25x faster convolutions on CPU with outputs within 2e-5 (docs/BENCHMARKS.md)
         wanted = options.train.channels_last if options.is_train else True
@@ -133,11 +136,6 @@ class SRModel:
             for p in self.frozen:
                 p.requires_grad_(not frozen)
 
-    def _warmup_factor(self, current_iter: int) -> float:
-        """Linear warm-up (BasicSR semantics: lr * iter / warmup_iter while iter < warmup_iter)."""
-        warmup = self.train_opt.warmup_iter
-        return current_iter / warmup if 0 < warmup and current_iter < warmup else 1.0
-
     def current_lr(self) -> float:
         """The learning rate of the last step (warm-up included)."""
         return self.last_lr
@@ -197,7 +195,7 @@ class SRModel:
         if not finite:
             return self._skip_step(current_iter, totals)
         self.nonfinite_streak = 0
-        self._optimizer_step(self._warmup_factor(current_iter))
+        self._optimizer_step(warmup_factor(current_iter, opt.warmup_iter))
         if self.scheduler is not None:
             self.scheduler.step()
         if self.ema is not None:

@@ -5,9 +5,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Literal
 
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import RegistryError
-from srkit.utils.typed_options import Component, check_call_arguments, option
+from srkit.config.typed_options import Component, check_call_arguments, option
+from srkit.core.errors import OptionError
+from srkit.core.registry import RegistryError
 
 # BasicSR writes each loss as its own `<name>_opt` key; srkit also takes a list under `losses`.
 BASICSR_LOSS_KEYS = ('pixel_opt', 'perceptual_opt', 'fft_opt')
@@ -61,9 +61,9 @@ class TrainOptions:
     @classmethod
     def resolve_components(cls, train: 'TrainOptions', path: str) -> None:
         """Check every ``type:`` in the section against the component's signature."""
+        from srkit.core.registry import LOSS_REGISTRY
         from srkit.optim.optimizers import get_optimizer_class
         from srkit.optim.schedulers import get_scheduler_class
-        from srkit.utils.registry import LOSS_REGISTRY
 
         train.optim_g.args = _check(get_optimizer_class, train.optim_g, f'{path}.optim_g', 'optimizer', ('params',))
         if train.scheduler is not None:

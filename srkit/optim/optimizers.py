@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from srkit.utils.registry import OPTIMIZER_REGISTRY
+from srkit.core.registry import OPTIMIZER_REGISTRY
 
 __all__ = ['get_optimizer_class', 'build_optimizer']
 

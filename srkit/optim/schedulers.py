@@ -13,11 +13,10 @@ from typing import Any
 
 from torch.optim import Optimizer, lr_scheduler
 
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import SCHEDULER_REGISTRY, RegistryError
+from srkit.core.errors import OptionError
+from srkit.core.registry import SCHEDULER_REGISTRY, RegistryError
 
-__all__ = ['MultiStepRestartLR', 'CosineAnnealingRestartLR', 'get_scheduler_class', 'build_scheduler',
-           'warmup_lr']
+__all__ = ['MultiStepRestartLR', 'CosineAnnealingRestartLR', 'get_scheduler_class', 'warmup_factor']
 
 
 @SCHEDULER_REGISTRY.register
@@ -102,17 +101,10 @@ def get_scheduler_class(name: str) -> type:
     return SCHEDULER_REGISTRY.get(name)
 
 
-def build_scheduler(name: str, optimizer: Optimizer, **kwargs: Any) -> lr_scheduler.LRScheduler:
-    """Construct the scheduler ``name`` for ``optimizer``; build it before loading a resumed state."""
-    return get_scheduler_class(name)(optimizer, **kwargs)
+def warmup_factor(current_iter: int, warmup_iter: int) -> float:
+    """BasicSR's linear warm-up: the rate is scaled by ``current_iter / warmup_iter`` while
+    current_iter < warmup_iter, and by 1 from then on (or when ``warmup_iter <= 0``, BasicSR's "no warm-up").
 
-
-def warmup_lr(base_lrs: Sequence[float], current_iter: int, warmup_iter: int) -> list[float]:
-    """BasicSR's linear warm-up: ``base * current_iter / warmup_iter`` while current_iter < warmup_iter.
-
-    From ``warmup_iter`` on (or when ``warmup_iter <= 0``, BasicSR's "no warm-up") the factor is 1; the
-    caller applies the result only during warm-up and leaves the scheduler's rate alone afterwards.
+    The caller applies it around the optimizer step only, so the scheduler's own rate stays untouched.
     """
-    if warmup_iter <= 0 or current_iter >= warmup_iter:
-        return list(base_lrs)
-    return [base_lr * current_iter / warmup_iter for base_lr in base_lrs]
+    return current_iter / warmup_iter if 0 < warmup_iter and current_iter < warmup_iter else 1.0

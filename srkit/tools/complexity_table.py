@@ -13,11 +13,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srkit.archs import arch_spec
-from srkit.tools.models import build_arch
-from srkit.utils.complexity import (count_activations, count_macs, count_params, measure_cuda_peak_memory,
-                                    measure_latency, peak_memory_bytes)
-from srkit.utils.errors import OptionError
+from srkit.archs import arch_spec, create
+from srkit.core.errors import OptionError
+from srkit.tools.complexity import (
+    count_activations,
+    count_macs,
+    count_params,
+    measure_cuda_peak_memory,
+    measure_latency,
+    peak_memory_bytes,
+)
 
 __all__ = ['ComplexityRow', 'reference_input_hw', 'measure_complexity', 'table_markdown', 'table_csv',
            'write_table', 'read_table_csv']
@@ -52,7 +57,7 @@ def measure_complexity(arch: str, scale: int, *, net: nn.Module | None = None, l
                        warmup: int = 3, runs: int = 10) -> ComplexityRow:
     """Count everything for ``arch`` at ``scale`` (``net`` overrides the registered defaults, e.g. a run's
     own network_g); latency only when ``latency_device`` is given, since it runs real 1280x720 forwards."""
-    net = net if net is not None else build_arch(arch, scale)
+    net = net if net is not None else create(arch, scale)
     h, w = reference_input_hw(scale, arch_spec(arch).same_size_output)
     shape = (3, h, w)
     row = ComplexityRow(arch, scale, h, w, count_params(net), count_macs(net, shape), count_activations(net, shape),

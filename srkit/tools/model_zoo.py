@@ -12,13 +12,12 @@ from pathlib import Path
 
 import yaml
 
-from srkit.archs import arch_spec
+from srkit.archs import arch_spec, create
+from srkit.config.options import load_yaml
+from srkit.core.errors import SrkitError
 from srkit.engine.tester import read_results
+from srkit.tools.complexity import count_macs, count_params
 from srkit.tools.complexity_table import reference_input_hw
-from srkit.tools.models import build_arch
-from srkit.utils.complexity import count_macs, count_params
-from srkit.utils.errors import SrkitError
-from srkit.utils.options import load_yaml
 
 __all__ = ['RUN_RECORD', 'ZooEntry', 'benchmark_datasets_override', 'run_official', 'collect', 'zoo_markdown']
 
@@ -78,8 +77,8 @@ def _network(results_json: Path, arch: str, scale: int):
     options_file = results_json.parent / 'options.yml'
     if options_file.is_file():
         network = dict(load_yaml(options_file)['network_g'])
-        return build_arch(network.pop('type'), scale, network)
-    return build_arch(arch, scale)
+        return create(network.pop('type'), scale, **network)
+    return create(arch, scale)
 
 
 def collect(results_files: list[Path]) -> list[ZooEntry]:

@@ -14,13 +14,14 @@ import torch
 from torch import nn
 
 from srkit.archs import ArchSpec, arch_spec
+from srkit.archs.weights import load_pretrained
+from srkit.config.options import Options, load_yaml, resolve_network
+from srkit.config.typed_options import parse_dataclass
+from srkit.core.dist import select_device
+from srkit.core.errors import OptionError
 from srkit.models.sr_model import build_network
-from srkit.utils.checkpoint import load_pretrained
-from srkit.utils.errors import OptionError
-from srkit.utils.options import Options, load_yaml, resolve_network
-from srkit.utils.typed_options import parse_dataclass
 
-__all__ = ['LoadedModel', 'build_arch', 'load_model', 'select_device']
+__all__ = ['LoadedModel', 'load_model']
 
 OPTION_SUFFIXES = ('.yml', '.yaml')
 
@@ -50,24 +51,8 @@ def _options(name: str, scale: int, network_g: Mapping[str, Any], source: str,
                                             'path': dict(path or {})})
         resolve_network(options)
     except OptionError as exc:
-        raise OptionError(f'{source}: {exc}') from None
+        raise exc.in_file(source) from None
     return options
-
-
-def build_arch(arch: str, scale: int, args: Mapping[str, Any] | None = None) -> nn.Module:
-    """A registered architecture (or preset) built for ``scale``, its scale argument filled in."""
-    options = _options('tools', scale, {'type': arch, **(args or {})}, f'architecture {arch}')
-    return build_network(options)
-
-
-def select_device(name: str) -> torch.device:
-    """'auto' is CUDA when available; asking for CUDA without one is a user error, not a traceback."""
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(name)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise OptionError(f'--device {name}: CUDA is not available on this machine; use --device cpu.')
-    return device
 
 
 def is_option_file(model: str) -> bool:
@@ -103,5 +88,5 @@ def load_model(model: str, *, weights: str | None = None, scale: int | None = No
         load_pretrained(net, weights, param_key=param_key, strict=True, arch_type=arch)
     elif any(True for _ in net.parameters()):
         raise OptionError(f'--model {model}: {arch} has learned parameters; give its checkpoint with --weights.')
-    dev = select_device(device)
+    dev = select_device(device, source='--device')
     return LoadedModel(net.to(dev).eval(), arch, options.scale, arch_spec(arch), weights, dev)

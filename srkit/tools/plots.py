@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srkit.core.errors import DataError, SrkitError
 from srkit.engine.tester import read_results
-from srkit.utils.errors import DataError, SrkitError
 
 __all__ = ['TradeoffPoint', 'tradeoff_points', 'plot_psnr_vs_macs', 'TrainingLog', 'parse_training_log',
            'read_tensorboard_scalars', 'plot_training_curves']
 
-# Lines written by srkit.utils.logger.ProgressLog and the trainer's validation (see srkit/engine/trainer.py).
+# Lines written by srkit.core.logger.ProgressLog and the trainer's validation (see srkit/engine/trainer.py).
 _ITER = re.compile(r'\[iter\s+(\d+)/\d+\]\s+(.*?)\s+lr:\s*(\S+)\s+\|')
 _PAIR = re.compile(r'(\S+):\s*(\S+)')
 _VAL = re.compile(r'Validation (\S+) @ iter (\d+): (.*)$')

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from srkit.core.errors import DataError, OptionError
 from srkit.data.image_io import img_to_tensor, read_image, tensor_to_img
-from srkit.data.imresize import imresize
 from srkit.models.inference import predict
+from srkit.ops.imresize import imresize
 from srkit.tools.models import LoadedModel
-from srkit.utils.errors import DataError, OptionError
 
 __all__ = ['SourceImage', 'amp_dtype', 'read_source', 'super_resolve', 'upscale_source']
 

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from srkit.data.imresize import bicubic_degrade, imresize, modcrop
+from srkit.core.errors import DataError, OptionError
 from srkit.metrics.psnr_ssim import calculate_psnr, calculate_ssim
+from srkit.ops.imresize import bicubic_degrade, imresize, modcrop
 from srkit.tools.models import LoadedModel
 from srkit.tools.upscale import super_resolve
-from srkit.utils.errors import DataError, OptionError
 
 __all__ = ['Box', 'Panel', 'prepare_pair', 'make_panels', 'compose_row', 'stack_rows']
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from srkit.utils.atomic import atomic_file
-from srkit.utils.errors import SrkitError
+from srkit.core.atomic import atomic_file
+from srkit.core.errors import SrkitError
 
 __all__ = ['export_onnx', 'verify_onnx']
 

@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, safe reads, pretrained loading and resume-state discovery.
+"""Checkpoint files: atomic writes, safe reads, the tensors inside a wrapper, resume-state discovery.
 
 Network files keep BasicSR's ``{'params': ..., 'params_ema': ...}`` layout. A training state is one
 self-contained file (network, EMA, optimizer, scheduler, scaler, RNG states, sampler position), written
@@ -16,14 +16,15 @@ from typing import Any, Mapping
 
 import torch
 
-from srkit.utils.atomic import TEMP_SUFFIX, atomic_file
-from srkit.utils.errors import CheckpointError
+from srkit.core.atomic import TEMP_SUFFIX, atomic_file
+from srkit.core.errors import CheckpointError
 
-__all__ = ['atomic_save', 'load_checkpoint_file', 'extract_state_dict', 'load_pretrained', 'find_resume_state',
+__all__ = ['WRAPPER_KEYS', 'atomic_save', 'load_checkpoint_file', 'extract_state_dict', 'find_resume_state',
            'training_state_path', 'network_path', 'remove_stale_temporaries']
 
 logger = logging.getLogger('srkit')
 _STATE_NAME = re.compile(r'^(\d+)\.state$')
+# Where releases keep their tensors, in order of preference (EMA weights first: those are what papers report).
 WRAPPER_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net', 'network', 'net_g')
 
 
@@ -87,44 +88,6 @@ def extract_state_dict(data: Any, param_key: str | None, source: str) -> dict[st
 
 def _is_tensor_mapping(data: Mapping) -> bool:
     return bool(data) and all(isinstance(v, torch.Tensor) for v in data.values())
-
-
-def load_pretrained(net: torch.nn.Module, path: str | Path, *, param_key: str | None = 'params', strict: bool = True,
-                    arch_type: str | None = None) -> dict[str, list[str]]:
-    """Load weights into ``net``, adapting official layouts (``module.``/``model.`` prefixes, key maps).
-
-    Returns the report ``{'missing': [...], 'unexpected': [...], 'mismatched': [...]}``. With ``strict``,
-    any difference is a CheckpointError naming the first mismatched key and both shapes.
-    """
-    from srkit.archs.official_weights import adapt_official_state_dict, strip_prefix
-    state = extract_state_dict(load_checkpoint_file(path), param_key, str(path))
-    if arch_type:
-        state = adapt_official_state_dict(arch_type, state)
-    else:
-        for prefix in ('module.', 'model.'):
-            state = strip_prefix(state, prefix)
-    own = net.state_dict()
-    report = {
-        'missing': [k for k in own if k not in state],
-        'unexpected': [k for k in state if k not in own],
-        'mismatched': [f'{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}'
-                       for k in own if k in state and state[k].shape != own[k].shape],
-    }
-    if report['mismatched'] and strict:
-        raise CheckpointError(f'Checkpoint {path} does not fit {arch_type or type(net).__name__}: '
-                              f'{report["mismatched"][0]} ({len(report["mismatched"])} mis-shaped keys; '
-                              'a checkpoint for another variant or scale?).')
-    if strict and (report['missing'] or report['unexpected']):
-        parts = [f'{len(report[k])} {k} keys, first "{report[k][0]}"' for k in ('missing', 'unexpected') if report[k]]
-        raise CheckpointError(f'Checkpoint {path} does not fit {arch_type or type(net).__name__}: '
-                              f'{"; ".join(parts)} (a checkpoint for another variant or scale?). '
-                              'Set path.strict_load_g: false to load the matching keys only.')
-    loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
-    net.load_state_dict(loadable, strict=False)
-    for kind, keys in report.items():
-        if keys:
-            logger.warning('Loading %s: %d %s keys, e.g. %s', path, len(keys), kind, keys[0])
-    return report
 
 
 def remove_stale_temporaries(root: str | Path) -> list[Path]:

@@ -12,8 +12,8 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import closest_name
+from srkit.core.errors import OptionError, SrkitError
+from srkit.core.registry import closest_name
 
 __all__ = ['Component', 'convert', 'parse_dataclass', 'check_call_arguments', 'unknown_key_error', 'option',
            'construct']
@@ -41,7 +41,8 @@ def unknown_key_error(path: str, key: str, valid: list[str], where: str = '') ->
     hint = closest_name(key, valid)
     suggestion = f' Did you mean "{_join(path, hint)}"?' if hint else ''
     valid_list = ', '.join(sorted(valid)) if valid else '(none)'
-    return OptionError(f'Unknown option "{_join(path, key)}"{where}.{suggestion} Valid keys here: {valid_list}.')
+    return OptionError(f'Unknown option "{_join(path, key)}"{where}.{suggestion} Valid keys here: {valid_list}.',
+                       key=_join(path, key))
 
 
 def _join(path: str, key: str) -> str:
@@ -181,11 +182,12 @@ def parse_dataclass(cls: type, data: Any, path: str = '') -> Any:
 
 
 def check_call_arguments(target: Any, args: dict[str, Any], path: str, *, provided: tuple[str, ...] = (),
-                         skip: tuple[str, ...] = (), what: str = '') -> dict[str, Any]:
+                         skip: tuple[str, ...] = (), what: str = '', also_valid: tuple[str, ...] = ()) -> dict[str, Any]:
     """Check ``args`` against ``target``'s signature: unknown names, missing required ones, annotated types.
 
     ``provided``: parameters the framework fills in itself (e.g. ``scale`` for datasets), which the user
     may also set. ``skip``: leading parameters that are never options (e.g. an optimizer's ``params``).
+    ``also_valid``: keys the caller takes out before this check, offered as suggestions for a misspelling.
     Returns the converted arguments.
     """
     signature = inspect.signature(target)
@@ -203,7 +205,7 @@ def check_call_arguments(target: Any, args: dict[str, Any], path: str, *, provid
             if takes_any:
                 converted[key] = value
                 continue
-            raise unknown_key_error(path, key, list(params), where)
+            raise unknown_key_error(path, key, [*also_valid, *params], where)
         converted[key] = convert(value, hints.get(key, Any), _join(path, key)) if key in hints else value
     for name, param in params.items():
         if param.default is param.empty and name not in args and name not in provided:
@@ -212,18 +214,28 @@ def check_call_arguments(target: Any, args: dict[str, Any], path: str, *, provid
 
 
 def construct(path: str, factory: Any, **kwargs: Any) -> Any:
-    """Build a component; a failure inside its constructor becomes an OptionError naming the option path.
+    """Build a component from checked options; tell the user's mistakes apart from srkit's bugs.
 
-    Option checks catch unknown keys and wrong types, but only the constructor knows that, say,
-    ``num_feat: -5`` or ``lr: -1`` is impossible; its message is kept, prefixed by where it came from.
+    The user's (an OptionError naming ``path``): arguments that do not fit the signature, and a value the
+    constructor rejects on purpose, with a ValueError or one of srkit's own errors (only the constructor
+    knows that ``num_feat: -5`` or ``lr: -1`` is impossible). Anything else raised inside (KeyError,
+    AttributeError, IndexError, RuntimeError, a TypeError from its body ...) is a bug in srkit or in the
+    component: it propagates with its traceback, and the entry point reports it as a bug.
     """
-    from srkit.utils.errors import SrkitError
+    name = getattr(factory, '__name__', type(factory).__name__)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as exc:
+        raise OptionError(f'Option "{path}": {name} does not take these arguments: {exc}.', key=path) from None
+    except ValueError:  # no inspectable signature (a builtin): let the call itself decide
+        pass
     try:
         return factory(**kwargs)
-    except SrkitError:
+    except SrkitError as exc:
+        if exc.key is None:
+            exc.key = path
         raise
-    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError, OverflowError,
-            IndexError, KeyError, AttributeError) as exc:
-        name = getattr(factory, '__name__', type(factory).__name__)
+    except ValueError as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise OptionError(f'Option "{path}": {name} could not be built with these arguments: {detail}') from None
+        raise OptionError(f'Option "{path}": {name} could not be built with these arguments: {detail}',
+                          key=path) from None

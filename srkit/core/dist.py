@@ -15,9 +15,10 @@ from typing import Any
 import torch
 import torch.distributed as torch_dist
 
-from srkit.utils.errors import SrkitError
+from srkit.core.errors import SrkitError
 
-__all__ = ['DistContext', 'init_distributed', 'barrier', 'all_gather_objects', 'broadcast_object', 'cleanup']
+__all__ = ['DistContext', 'init_distributed', 'barrier', 'all_gather_objects', 'broadcast_object', 'cleanup',
+           'select_device']
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,23 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+
+def select_device(request: str = 'auto', local_rank: int = 0, *, source: str = 'device') -> torch.device:
+    """The device a process runs on: ``auto`` is this process's GPU (``local_rank``) when CUDA is available,
+    else the CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as asked, and asking for CUDA on a machine
+    without it is a user error naming ``source`` (the flag or option that asked)."""
+    if request == 'auto':
+        if torch.cuda.is_available():
+            return torch.device('cuda', local_rank % torch.cuda.device_count())
+        return torch.device('cpu')
+    try:
+        device = torch.device(request)
+    except RuntimeError:
+        raise SrkitError(f'{source} {request}: not a device (auto, cpu, cuda or cuda:N).') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SrkitError(f'{source} {request}: CUDA is not available on this machine; use cpu.')
+    return device
 
 
 def init_distributed(launcher: str, backend: str | None = None, port: int = 29500,

@@ -14,7 +14,7 @@ import pkgutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from srkit.utils.errors import SrkitError
+from srkit.core.errors import SrkitError
 
 __all__ = [
     'Registry', 'RegistryError', 'ARCH_REGISTRY', 'MODEL_REGISTRY', 'DATASET_REGISTRY', 'LOSS_REGISTRY',
@@ -23,10 +23,8 @@ __all__ = [
 
 
 class RegistryError(SrkitError, KeyError):
-    """An unknown name, or a name whose module could not be imported."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+    """An unknown name, or a name whose module could not be imported (SrkitError's ``__str__`` comes first
+    in the method order, so the message is not quoted as a KeyError's would be)."""
 
 
 def closest_name(name: str, candidates: list[str] | tuple[str, ...]) -> str | None:
@@ -157,8 +155,3 @@ METRIC_REGISTRY = Registry('metric', 'srkit.metrics')
 OPTIMIZER_REGISTRY = Registry('optimizer', 'srkit.optim')
 SCHEDULER_REGISTRY = Registry('scheduler', 'srkit.optim')
 
-
-def build(registry: Registry, name: str, **kwargs: Any) -> Any:
-    """Call the component ``name`` with ``kwargs`` (options are validated before this point)."""
-    factory: Callable[..., Any] = registry.get(name)
-    return factory(**kwargs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +18,21 @@ from typing import Any, Literal
 
 import yaml
 
-from srkit.utils.errors import OptionError
-from srkit.utils.registry import RegistryError, closest_name
-from srkit.utils.typed_options import (Component, check_call_arguments, convert, option, parse_dataclass,
-                                      unknown_key_error)
+from srkit.config.typed_options import Component, check_call_arguments, convert, option, parse_dataclass
+from srkit.core.errors import OptionError
+from srkit.core.registry import (
+    ARCH_REGISTRY,
+    DATASET_REGISTRY,
+    METRIC_REGISTRY,
+    MODEL_REGISTRY,
+    Registry,
+    RegistryError,
+    closest_name,
+)
 
-__all__ = ['resolve_network', 'Options', 'DatasetOptions', 'PathOptions', 'ValOptions', 'LoggerOptions', 'DistOptions',
-           'load_yaml', 'parse_yaml_text', 'apply_overrides', 'parse_options', 'load_options', 'dump_options']
-
-SCALE_ARGUMENTS = ('upscale', 'scale', 'upscale_factor', 'upscaling_factor')
+__all__ = ['resolve_network', 'Options', 'DatasetOptions', 'LoaderOptions', 'PathOptions', 'ValOptions',
+           'LoggerOptions', 'DistOptions', 'load_yaml', 'parse_yaml_text', 'apply_overrides', 'parse_options',
+           'load_options', 'dump_options', 'apply_debug']
 
 
 class _StrictSafeLoader(yaml.SafeLoader):
@@ -147,6 +154,42 @@ class DistOptions:
 
 
 @dataclass
+class LoaderOptions:
+    """Loader keys of a ``datasets.<phase>`` block (BasicSR's names)."""
+
+    batch_size_per_gpu: int = option(16, 'Batch size of each process (global batch = this x world size); '
+                                         'val/test datasets go one image at a time: 1 only.')
+    num_worker_per_gpu: int = option(0, 'DataLoader worker processes per process (training and evaluation).')
+    use_shuffle: bool = option(True, 'Shuffle the training set every epoch (deterministic from manual_seed).')
+    dataset_enlarge_ratio: int = option(1, 'Repeat the training set this many times per epoch.')
+    prefetch_mode: Literal['cpu', 'cuda'] | None = option(None, 'cuda: copy batches to the GPU ahead on a '
+                                                                'side stream (needs pin_memory).')
+    pin_memory: bool = option(False, 'Pinned host memory for batches.')
+    persistent_workers: bool = option(False, 'Keep worker processes alive between epochs.')
+
+    def check(self, path: str = '') -> None:
+        prefix = f'{path}.' if path else ''
+        for key, low in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0), ('dataset_enlarge_ratio', 1)):
+            if getattr(self, key) < low:
+                raise OptionError(f'Option "{prefix}{key}" must be >= {low}, got {getattr(self, key)}.',
+                                  key=prefix + key)
+        if self.prefetch_mode == 'cuda' and not self.pin_memory:
+            raise OptionError(f'Option "{prefix}prefetch_mode" is "cuda", which needs "{prefix}pin_memory: true" '
+                              '(non-blocking copies need pinned memory).', key=f'{prefix}prefetch_mode')
+
+    def check_evaluation(self, path: str, given: set[str]) -> None:
+        """Evaluation goes one image at a time, in order: training-only keys are refused, not ignored."""
+        if 'batch_size_per_gpu' in given and self.batch_size_per_gpu != 1:
+            raise OptionError(f'Option "{path}.batch_size_per_gpu" must be 1 for a {path.split(".")[-1]} dataset: '
+                              'evaluation runs one image at a time (images differ in size).',
+                              key=f'{path}.batch_size_per_gpu')
+        for key in ('use_shuffle', 'dataset_enlarge_ratio'):
+            if key in given:
+                raise OptionError(f'Option "{path}.{key}" applies to training datasets only: evaluation takes '
+                                  'every image once, in order. Remove it.', key=f'{path}.{key}')
+
+
+@dataclass
 class DatasetOptions:
     """One entry of ``datasets:``; ``args`` go to the dataset class, ``loader`` to the DataLoader."""
 
@@ -155,7 +198,7 @@ class DatasetOptions:
     type: str
     phase: Literal['train', 'val', 'test']
     args: dict[str, Any]
-    loader: Any
+    loader: LoaderOptions
 
 
 @dataclass
@@ -196,7 +239,6 @@ def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<optio
         options.is_train = is_train
         options.source = source
         resolve_network(options)
-        from srkit.utils.registry import MODEL_REGISTRY
         own_scale = getattr(_lookup(MODEL_REGISTRY, options.model_type, 'model_type'), 'multi_scale', False)
         options.datasets = {key: _parse_dataset(key, value, options.scale, own_scale)
                             for key, value in (options.datasets or {}).items()}
@@ -205,7 +247,7 @@ def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<optio
             options.val.metrics = {key: _check_metric(key, comp) for key, comp in options.val.metrics.items()}
         _check_phases(options)
     except OptionError as exc:
-        raise OptionError(f'{source}: {exc}') from None
+        raise exc.in_file(source) from None
     return options
 
 
@@ -234,86 +276,75 @@ def dump_options(options: Options) -> str:
     return yaml.safe_dump(plain(options), sort_keys=False)
 
 
-def _lookup(registry: Any, name: str, path: str) -> Any:
+def _lookup(registry: Registry, name: str, path: str) -> Any:
     try:
         return registry.get(name)
     except RegistryError as exc:
-        raise OptionError(f'Option "{path}": {exc}') from None
+        raise OptionError(f'Option "{path}": {exc}', key=path) from None
 
 
 def resolve_network(options: Options) -> None:
-    """Check network_g against its architecture, fill in its scale argument, check the scale is supported."""
-    from srkit.utils.registry import ARCH_REGISTRY
+    """Check network_g's arguments against its architecture and the scale against what its ArchSpec allows.
+
+    The scale argument (whatever the architecture calls it: ArchSpec.scale_arg) comes from ``scale``;
+    ``srkit.archs.create`` fills it in when the network is built.
+    """
     comp = options.network_g
     arch = _lookup(ARCH_REGISTRY, comp.type, 'network_g.type')
-    scale_params = [p for p in SCALE_ARGUMENTS if _accepts(arch, p)]
-    for param in scale_params:
-        if param in comp.args and comp.args[param] != options.scale:
-            raise OptionError(f'Option "network_g.{param}" is {comp.args[param]} but "scale" is {options.scale}; '
-                              'they must agree.')
-    comp.args = check_call_arguments(arch, comp.args, 'network_g', provided=tuple(scale_params),
+    spec = ARCH_REGISTRY.meta(comp.type)  # an ArchSpec, read through the registry (archs sit above config)
+    scale_arg = spec.scale_arg if spec is not None else None
+    if scale_arg is not None and scale_arg in comp.args and comp.args[scale_arg] != options.scale:
+        raise OptionError(f'Option "network_g.{scale_arg}" is {comp.args[scale_arg]} but "scale" is {options.scale}; '
+                          'they must agree.', key=f'network_g.{scale_arg}')
+    comp.args = check_call_arguments(arch, comp.args, 'network_g', provided=(scale_arg,) if scale_arg else (),
                                      what=f'architecture {comp.type}')
-    for param in scale_params[:1]:
-        comp.args.setdefault(param, options.scale)
-    from srkit.archs import arch_spec
-    spec = arch_spec(comp.type)
-    if not spec.supports_scale(options.scale):
+    if spec is not None and not spec.supports_scale(options.scale):
         raise OptionError(f'Option "scale": architecture {comp.type} supports scales {list(spec.scales)}, '
-                          f'not {options.scale}.')
+                          f'not {options.scale}.', key='scale')
 
 
 def _accepts(target: Any, name: str) -> bool:
-    import inspect
     return name in inspect.signature(target).parameters
 
 
 def _parse_dataset(key: str, value: Any, scale: int, own_scale: bool = False) -> DatasetOptions:
     """``own_scale``: the model is multi-scale, so the entry may set a ``scale`` other than the top-level one."""
-    from srkit.data.loader import LoaderOptions
-    from srkit.utils.registry import DATASET_REGISTRY
     phase = key.split('_')[0]
+    path = f'datasets.{key}'
     if phase not in ('train', 'val', 'test'):
         hint = closest_name(phase, ['train', 'val', 'test'])
-        raise OptionError(f'Option "datasets.{key}": dataset keys start with train, val or test (e.g. val_1)'
-                          + (f'; did you mean "{hint}"?' if hint else '.'))
+        raise OptionError(f'Option "{path}": dataset keys start with train, val or test (e.g. val_1)'
+                          + (f'; did you mean "{hint}"?' if hint else '.'), key=path)
     if not isinstance(value, dict):
-        raise OptionError(f'Option "datasets.{key}" must be a mapping.')
-    path = f'datasets.{key}'
+        raise OptionError(f'Option "{path}" must be a mapping.', key=path)
     value = dict(value)
     for required in ('name', 'type'):
         if required not in value:
-            raise OptionError(f'Option "{path}.{required}" is required.')
+            raise OptionError(f'Option "{path}.{required}" is required.', key=f'{path}.{required}')
     name = convert(value.pop('name'), str, f'{path}.name')
     type_name = convert(value.pop('type'), str, f'{path}.type')
     declared_phase = value.pop('phase', phase)
     if declared_phase != phase:
-        raise OptionError(f'Option "{path}.phase" is {declared_phase!r} but the key says {phase!r}.')
+        raise OptionError(f'Option "{path}.phase" is {declared_phase!r} but the key says {phase!r}.',
+                          key=f'{path}.phase')
     dataset_cls = _lookup(DATASET_REGISTRY, type_name, f'{path}.type')
-    loader_fields = {f.name for f in dataclasses.fields(LoaderOptions)}
+    loader_fields = tuple(f.name for f in dataclasses.fields(LoaderOptions))
     loader_data = {k: value.pop(k) for k in list(value) if k in loader_fields}
     loader = parse_dataclass(LoaderOptions, loader_data, path)
+    if phase != 'train':
+        loader.check_evaluation(path, set(loader_data))
     injected = {'scale': scale, 'phase': phase, 'name': name}
     provided = tuple(k for k in injected if _accepts(dataset_cls, k))
-    try:
-        args = check_call_arguments(dataset_cls, value, path, provided=provided, what=f'dataset {type_name}')
-    except OptionError as exc:
-        unknown = re.match(r'Unknown option "[^"]+\.([^".]+)"', str(exc))
-        if unknown:  # suggest among loader keys too
-            import inspect
-            valid = list(loader_fields) + [p for p in inspect.signature(dataset_cls).parameters
-                                           if p not in injected]
-            raise unknown_key_error(path, unknown.group(1), valid, f' (dataset {type_name} does not take it)') \
-                from None
-        raise
+    args = check_call_arguments(dataset_cls, value, path, provided=provided, what=f'dataset {type_name}',
+                                also_valid=loader_fields)
     if 'scale' in args and args['scale'] != scale and not own_scale:
-        raise OptionError(f'Option "{path}.scale" is {args["scale"]} but "scale" is {scale}.')
+        raise OptionError(f'Option "{path}.scale" is {args["scale"]} but "scale" is {scale}.', key=f'{path}.scale')
     for k in provided:
         args.setdefault(k, injected[k])
     return DatasetOptions(key=key, name=name, type=type_name, phase=phase, args=args, loader=loader)
 
 
 def _resolve_model_and_train(options: Options, raw_train: Any) -> None:
-    from srkit.utils.registry import MODEL_REGISTRY
     model_cls = _lookup(MODEL_REGISTRY, options.model_type, 'model_type')
     if raw_train is None:
         if options.is_train:
@@ -325,14 +356,12 @@ def _resolve_model_and_train(options: Options, raw_train: Any) -> None:
 
 
 def _check_metric(key: str, comp: Component) -> Component:
-    from srkit.utils.registry import METRIC_REGISTRY
     path = f'val.metrics.{key}'
     fn = _lookup(METRIC_REGISTRY, comp.type, f'{path}.type')
     args = dict(comp.args)
     better = args.pop('better', 'higher')
     if better not in ('higher', 'lower'):
         raise OptionError(f'Option "{path}.better" must be "higher" or "lower", got {better!r}.')
-    import inspect
     skip = tuple(list(inspect.signature(fn).parameters)[:2])  # the two images
     args = check_call_arguments(fn, args, path, skip=skip, what=f'metric {comp.type}')
     return Component(comp.type, {**args, 'better': better})

@@ -1,1 +1,0 @@
-"""Small shared helpers: options, registry, logging, checkpoint I/O, distributed."""
