@@ -1,6 +1,7 @@
 """The generated model-zoo table (docs/MODEL_ZOO_TABLE.md) from test.py's results of official checkpoints.
 
-    # 1. evaluate every option file whose checkpoint exists, on Set5 and Set14 from ../shared
+    # 1. evaluate every option file whose checkpoint exists (experiments/pretrained_models/, see
+    #    scripts/link_assets.py), on Set5 and Set14 from ../shared
     python scripts/model_zoo.py run options/test/EIMN/*.yml options/test/IMDN/*.yml options/test/ETDS/*.yml \
         --shared ../shared --results-root results/zoo
     # 2. collect results/zoo/*/results.json (+ params and Multi-Adds) into Markdown
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     command = 'python scripts/model_zoo.py ' + ' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.command == 'run':
         written = run_official(args.options, args.shared, args.results_root, args.sets)
+        args.results_root.mkdir(parents=True, exist_ok=True)
         (args.results_root / RUN_RECORD).write_text(command + '\n', encoding='utf-8')
         print(f'{len(written)} results under {args.results_root}')
         return

@@ -109,7 +109,7 @@ def test_eimn_cpu_config_trains_with_the_fft_loss(tmp_path: Path):
 def test_finetune_config_loads_x2_into_x3_and_trains_the_tail_first(tmp_path: Path):
     options = _cpu_options(FINETUNE_CPU, tmp_path, ['train.freeze_iters=1'])
     source = shared_path('weights', 'EIMN', 'EIMN_A_x2.pth')
-    assert options.path.pretrain_network_g == '../shared/weights/EIMN/EIMN_A_x2.pth'  # as shipped
+    assert options.path.pretrain_network_g == 'experiments/pretrained_models/EIMN/EIMN_A_x2.pth'  # as shipped
     options.path.pretrain_network_g = str(source)
     trainer = Trainer(options, DistContext())
     model, net = trainer.model, trainer.model.net_g

@@ -1,14 +1,16 @@
 """Property-based fuzz of option files: any mutation of a valid file is accepted or rejected with srkit's
-own error (OptionError/SrkitError), never a raw traceback."""
+own error (OptionError/SrkitError), never a raw traceback. hypothesis is imported by this module only."""
 import copy
 import tempfile
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from training_helpers import TINY_TRAIN, make_images
+
+hypothesis = pytest.importorskip('hypothesis')
+HealthCheck, given, settings, st = hypothesis.HealthCheck, hypothesis.given, hypothesis.settings, hypothesis.strategies
 
 from srkit.config.options import parse_options, parse_yaml_text
 from srkit.core.errors import SrkitError

@@ -2,11 +2,9 @@
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from srkit.core.errors import OptionError
-from srkit.data.loader import LoaderOptions
+from srkit.config.options import LoaderOptions
 from srkit.data.samplers import EnlargedSampler, resolve_key, sample_seed
 
 
@@ -49,20 +47,6 @@ def test_resume_mid_epoch_yields_exactly_the_remainder(replicas):
             assert list(resumed) == full[start:]
     with pytest.raises(ValueError, match='start'):
         resumed.set_epoch(4, start=len(full) + 1)
-
-
-@settings(max_examples=40, deadline=None)
-@given(size=st.integers(1, 12), ratio=st.integers(1, 3), replicas=st.integers(1, 5), seed=st.integers(0, 2 ** 40),
-       shuffle=st.booleans())
-def test_ranks_together_are_the_single_process_epoch(size, ratio, replicas, seed, shuffle):
-    single = epoch(EnlargedSampler(size, seed, shuffle, ratio), 1)
-    ranks = [epoch(EnlargedSampler(size, seed, shuffle, ratio, replicas, r), 1) for r in range(replicas)]
-    assert len({len(keys) for keys in ranks}) == 1  # every rank runs the same number of steps
-    by_position = {r + k * replicas: key for r, keys in enumerate(ranks) for k, key in enumerate(keys)}
-    assert [by_position[p] for p in range(len(single))] == single
-    padding = [by_position[p] for p in range(len(single), len(by_position))]
-    assert len(padding) < replicas
-    assert all(index == single[p % len(single)][0] for p, (index, _) in enumerate(padding, len(single)))
 
 
 def test_resolve_key():

@@ -63,9 +63,9 @@ class FitReport:
         return bool(self.missing or self.unexpected or self.misshaped)
 
     def as_dict(self) -> dict[str, list[str]]:
-        """Key names by kind (what ``load_pretrained`` returns)."""
+        """Key names by kind, mis-shaped ones with both shapes (what ``load_pretrained`` returns and logs)."""
         return {'missing': [k for k, _ in self.missing], 'unexpected': [k for k, _ in self.unexpected],
-                'mismatched': [k for k, _, _ in self.misshaped]}
+                'mismatched': [f'{k}: checkpoint {theirs} vs network {ours}' for k, theirs, ours in self.misshaped]}
 
     def describe(self) -> str:
         """The first mis-shaped key with both shapes (it usually names the cause: the tail for a wrong scale,

@@ -48,7 +48,8 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
         result = evaluate(lambda lq: model.predict(lq, scale=scale, tile=val.tile_size, overlap=val.tile_overlap,
                                                    ensemble=val.self_ensemble),
                           dataset, entry.name, val.metrics, dist, save_dir=save_dir, suffix=val.suffix,
-                          show_progress=val.pbar, crop_border=scale if model.multi_scale else None)
+                          show_progress=val.pbar, crop_border=scale if model.multi_scale else None,
+                          loader=entry.loader)
         results.append(result)
         means = ', '.join(f'{k}: {v:.4f}' for k, v in result.mean.items())
         logger.info('%s (%d images): %s', entry.name, len(result.per_image), means or 'no metrics')

@@ -96,5 +96,5 @@ class ETDSModel(SRModel):
                 terms[f'{label}_residual'] = weight * loss(residual, gt)
         return terms
 
-    def inference_network(self, use_ema: bool = True) -> nn.Module:
-        return SROutputOnly(super().inference_network(use_ema))
+    def inference_network(self, use_ema: bool = True, scale: int | None = None) -> nn.Module:
+        return SROutputOnly(super().inference_network(use_ema, scale))

@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils.data import Dataset
 
+from srkit.config.options import LoaderOptions
 from srkit.config.typed_options import Component
 from srkit.core.dist import DistContext, all_gather_objects
 from srkit.core.errors import DataError
 from srkit.core.registry import METRIC_REGISTRY
+from srkit.data.loader import build_dataloader
+from srkit.data.prefetchers import build_prefetcher
 
 __all__ = ['EvalResult', 'evaluate', 'quantize', 'bicubic_predictor']
 
@@ -43,33 +47,38 @@ def bicubic_predictor(scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda lq: imresize(lq.double(), scale).float()
 
 
-def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: torch.utils.data.Dataset, dataset_name: str,
+def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, dataset_name: str,
              metrics: dict[str, Component], dist: DistContext = DistContext(), save_dir: Path | None = None,
-             suffix: str | None = None, show_progress: bool = False, crop_border: int | None = None) -> EvalResult:
+             suffix: str | None = None, show_progress: bool = False, crop_border: int | None = None,
+             loader: LoaderOptions | None = None) -> EvalResult:
     """Run ``predict`` on every sample (batch of one), score it, optionally save the SR image.
 
-    ``crop_border`` replaces the metrics' own (a multi-scale model scores each set at its scale).
+    Samples come through a DataLoader with the dataset's ``loader`` options (``num_worker_per_gpu`` workers
+    decode the next images while the network runs; ``prefetch_mode: cuda`` copies them ahead), each rank
+    taking every world_size-th image. ``crop_border`` replaces the metrics' own (a multi-scale model scores
+    each set at its scale).
     """
     from srkit.data.image_io import tensor_to_img, write_image
 
-    indices = list(range(dist.rank, len(dataset), dist.world_size))
-    iterator = indices
+    loader = loader or LoaderOptions()
+    indices = list(range(dist.rank, len(dataset), dist.world_size))  # type: ignore[arg-type]
+    batches = build_prefetcher(build_dataloader(dataset, loader, indices, 'test', seed=0), loader.prefetch_mode,
+                               _device_of(loader))
     if show_progress and dist.is_main:
         from tqdm import tqdm
-        iterator = tqdm(indices, desc=f'Test {dataset_name}', unit='img', leave=False)
+        batches = tqdm(batches, total=len(indices), desc=f'Test {dataset_name}', unit='img', leave=False)
     local: list[tuple[int, dict[str, float | str]]] = []
-    for index in iterator:
-        sample = dataset[index]
-        lq = sample['lq'].unsqueeze(0)
-        sr = predict(lq)
-        name = Path(str(sample.get('lq_path', index))).stem
+    for index, sample in zip(indices, batches):
+        sr = predict(sample['lq'])
+        lq_path = sample['lq_path'][0] if 'lq_path' in sample else str(index)
+        name = Path(lq_path).stem
         row: dict[str, float | str] = {'image': name}
         if 'gt' in sample and metrics:
-            gt = sample['gt'].unsqueeze(0)
+            gt = sample['gt'].cpu()
             if sr.shape[-2:] != gt.shape[-2:]:
-                raise DataError(f'{dataset_name}: the output for {sample.get("lq_path")} is '
-                                f'{tuple(sr.shape[-2:])} but its ground truth {sample.get("gt_path")} is '
-                                f'{tuple(gt.shape[-2:])} (H, W); check the scale and the LR/HR pairing.')
+                raise DataError(f'{dataset_name}: the output for {lq_path} is {tuple(sr.shape[-2:])} but its ground '
+                                f'truth {sample["gt_path"][0]} is {tuple(gt.shape[-2:])} (H, W); check the scale and '
+                                'the LR/HR pairing.')
             sr_q, gt_q = quantize(sr.cpu()), quantize(gt)
             for key, comp in metrics.items():
                 metric = METRIC_REGISTRY.get(comp.type)
@@ -87,3 +96,8 @@ def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: torch.uti
         values = [float(row[key]) for row in result.per_image]
         result.mean[key] = sum(values) / len(values) if values else math.nan
     return result
+
+
+def _device_of(loader: LoaderOptions) -> torch.device:
+    """Where ``prefetch_mode: cuda`` copies batches: this process's current GPU."""
+    return torch.device('cuda', torch.cuda.current_device()) if loader.prefetch_mode == 'cuda' else torch.device('cpu')

@@ -83,7 +83,6 @@ class MultiScaleModel(SRModel):
     def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
         super().__init__(options, device, dist)
         self.current_scale = options.scale
-        self.eval_scale = options.scale
         if self.train_opt is not None:
             self._check_patch_sizes(self.train_opt.scales)
 
@@ -108,14 +107,9 @@ class MultiScaleModel(SRModel):
         return {label: loss(output, gt) for label, loss in self.losses}
 
     # ---- inference --------------------------------------------------------------------------------------
-    @property
-    def out_scale(self) -> int:
-        return self.eval_scale
+    def eval_scale(self, scale: int | None = None) -> int:
+        """Any scale; without one, the top-level ``scale`` option (the default evaluation scale)."""
+        return self.options.scale if scale is None else scale
 
-    def inference_network(self, use_ema: bool = True) -> nn.Module:
-        return _AtScale(super().inference_network(use_ema), self.eval_scale)
-
-    def predict(self, lq: torch.Tensor, *, scale: int | None = None, **kwargs: Any) -> torch.Tensor:
-        """SRModel.predict at ``scale`` (default: the top-level ``scale`` option)."""
-        self.eval_scale = self.options.scale if scale is None else scale
-        return super().predict(lq, **kwargs)
+    def inference_network(self, use_ema: bool = True, scale: int | None = None) -> nn.Module:
+        return _AtScale(super().inference_network(use_ema), self.eval_scale(scale))
