@@ -18,7 +18,7 @@ from srkit.data.loader import LoaderOptions, build_dataloader
 from srkit.data.paired_image_dataset import PairedImageDataset
 from srkit.data.samplers import EnlargedSampler
 from srkit.data.single_image_dataset import SingleImageDataset
-from srkit.data.transforms import bicubic_downscale
+from srkit.ops.imresize import bicubic_downscale
 
 SCALE = 2
 SIZES = {'a': (40, 36), 'b': (32, 48), 'c': (50, 50)}

@@ -18,11 +18,11 @@ from srkit.core.checkpoint import load_checkpoint_file
 from srkit.core.dist import DistContext
 from srkit.core.errors import OptionError
 from srkit.core.registry import DATASET_REGISTRY, MODEL_REGISTRY
-from srkit.data.transforms import bicubic_downscale
 from srkit.engine.trainer import Trainer
 from srkit.models.evaluator import evaluate
-from srkit.models.multiscale_model import bicubic_lr, scale_for_iteration
+from srkit.models.multiscale_model import scale_for_iteration
 from srkit.models.sr_model import SRModel
+from srkit.ops.imresize import bicubic_downscale
 
 MULTI = '''
 name: ms
@@ -85,7 +85,7 @@ def test_batched_lr_matches_the_benchmark_protocol():
     hr = rng.integers(0, 256, (2, 24, 36, 3), dtype=np.uint8)
     batch = torch.from_numpy(hr).permute(0, 3, 1, 2).double() / 255
     for s in (2, 3, 4):
-        lr = (bicubic_lr(batch, s) * 255).round().permute(0, 2, 3, 1).numpy()
+        lr = (bicubic_downscale(batch, s) * 255).round().permute(0, 2, 3, 1).numpy()
         expected = np.stack([bicubic_downscale(img, s) for img in hr])
         assert lr.shape == expected.shape
         assert np.abs(lr - expected).max() == 0

@@ -20,8 +20,7 @@ from pathlib import Path
 from srkit.core.errors import DataError, SrkitError
 from srkit.data.file_backends import DiskBackend
 from srkit.data.image_io import read_image, write_image
-from srkit.data.transforms import bicubic_downscale
-from srkit.ops.imresize import bicubic_degrade, modcrop
+from srkit.ops.imresize import bicubic_degrade, bicubic_downscale, modcrop
 
 
 def output_folders(out: Path, scales: list[int], style: str) -> dict[str, Path]:

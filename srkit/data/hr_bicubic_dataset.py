@@ -19,8 +19,8 @@ from srkit.data.file_backends import load_image, open_backend
 from srkit.data.image_io import img_to_tensor
 from srkit.data.paired_image_dataset import check_training_options, list_keys
 from srkit.data.samplers import KeyedDataset
-from srkit.data.transforms import augment, bicubic_downscale, channel_shuffle, random_crop
-from srkit.ops.imresize import modcrop
+from srkit.data.transforms import augment, channel_shuffle, random_crop
+from srkit.ops.imresize import bicubic_downscale, modcrop
 
 __all__ = ['HRBicubicDataset']
 

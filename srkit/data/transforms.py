@@ -16,9 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from srkit.core.errors import DataError
-from srkit.ops.imresize import imresize
 
-__all__ = ['match_pair', 'paired_random_crop', 'random_crop', 'augment', 'channel_shuffle', 'bicubic_downscale']
+__all__ = ['match_pair', 'paired_random_crop', 'random_crop', 'augment', 'channel_shuffle']
 
 
 def _hw(img: np.ndarray) -> str:
@@ -99,15 +98,3 @@ def channel_shuffle(imgs: Sequence[np.ndarray], rng: np.random.Generator) -> lis
     """The same random permutation of the RGB channels for every image."""
     order = rng.permutation(3)
     return [np.ascontiguousarray(img[..., order]) for img in imgs]
-
-
-def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
-    """uint8 LR of a uint8 HR whose sides are multiples of ``scale``: float MATLAB bicubic, rounded once.
-
-    BasicSR's benchmark protocol (the LRbicx{s} sets); unlike ``bicubic_degrade`` it does not modcrop by 12,
-    so it also serves training patches and scales that do not divide 12.
-    """
-    if hr.shape[0] % scale or hr.shape[1] % scale:
-        raise ValueError(f'bicubic_downscale: HR size {hr.shape[:2]} is not a multiple of scale {scale}')
-    lr = imresize(hr.astype(np.float64), 1 / scale)
-    return np.clip(np.floor(lr + 0.5), 0, 255).astype(np.uint8)  # MATLAB rounds halves up for values >= 0

@@ -23,13 +23,13 @@ from torch import nn
 
 from srkit.config.options import Options
 from srkit.core.dist import DistContext
-from srkit.core.errors import DataError, OptionError
+from srkit.core.errors import OptionError
 from srkit.core.registry import MODEL_REGISTRY
 from srkit.models.sr_model import SRModel
 from srkit.models.train_options import TrainOptions
-from srkit.ops.imresize import imresize
+from srkit.ops.imresize import bicubic_downscale
 
-__all__ = ['MultiScaleModel', 'MultiScaleTrainOptions', 'bicubic_lr', 'scale_for_iteration']
+__all__ = ['MultiScaleModel', 'MultiScaleTrainOptions', 'scale_for_iteration']
 
 _SCALE_STREAM = 2  # a tag distinct from the sampler's streams (0: permutation, 1: samples)
 
@@ -48,15 +48,6 @@ def scale_for_iteration(scales: list[int], seed: int, iteration: int) -> int:
     """The training scale of ``iteration``: uniform over ``scales``, fixed by (seed, iteration) alone."""
     state = np.random.SeedSequence([seed, iteration, _SCALE_STREAM]).generate_state(1, np.uint64)[0]
     return scales[int(state % np.uint64(len(scales)))]
-
-
-def bicubic_lr(gt: torch.Tensor, scale: int) -> torch.Tensor:
-    """LR of a [0, 1] NCHW HR batch: MATLAB bicubic (antialiased) then one rounding to 8 bits."""
-    if gt.shape[-2] % scale or gt.shape[-1] % scale:
-        raise DataError(f'HR patches of {tuple(gt.shape[-2:])} cannot be downscaled by {scale}: make gt_size a '
-                        'multiple of every training scale.')
-    lr = imresize(gt.float(), 1 / scale)
-    return (torch.floor(lr * 255 + 0.5).clamp_(0, 255) / 255).to(gt.dtype)
 
 
 class _AtScale(nn.Module):
@@ -103,7 +94,7 @@ class MultiScaleModel(SRModel):
 
     def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         gt = batch['gt']
-        output = self.train_net(bicubic_lr(gt, self.current_scale), self.current_scale)
+        output = self.train_net(bicubic_downscale(gt, self.current_scale), self.current_scale)
         return {label: loss(output, gt) for label, loss in self.losses}
 
     # ---- inference --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Sequence, TypeVar
 import numpy as np
 import torch
 
-__all__ = ['imresize', 'modcrop', 'bicubic_degrade']
+__all__ = ['imresize', 'modcrop', 'bicubic_downscale', 'bicubic_degrade']
 
 Image = TypeVar('Image', np.ndarray, torch.Tensor)
 
@@ -157,20 +157,37 @@ def modcrop(img: Image, multiple: int) -> Image:
     return img[:h - h % multiple, :w - w % multiple, ...]
 
 
+def bicubic_downscale(hr: Image, scale: int) -> Image:
+    """The LR of an HR image whose sides are multiples of ``scale``: MATLAB's
+    ``im2uint8(imresize(im2double(hr), 1/scale, 'bicubic'))``, float arithmetic rounded to 8 bits once.
+
+    This is BasicSR's benchmark protocol (the LRbicx{s} sets) and srkit's one "bicubic, then round": numpy
+    uint8 HWC in, uint8 out (data preparation, datasets); torch float NCHW/CHW in [0, 1] in, the same dtype
+    on the 1/255 grid out (batches made on the fly).
+    """
+    h, w = hr.shape[-3:-1] if isinstance(hr, np.ndarray) else hr.shape[-2:]
+    if h % scale or w % scale:
+        raise ValueError(f'bicubic_downscale: HR size {(h, w)} is not a multiple of scale {scale}')
+    if isinstance(hr, torch.Tensor):
+        lr = imresize(hr.double(), 1 / scale) * 255.0
+        return (torch.floor(lr + 0.5).clamp_(0, 255) / 255).to(hr.dtype)  # halves up, as MATLAB for x >= 0
+    if hr.dtype != np.uint8:
+        raise TypeError(f'bicubic_downscale expects a uint8 image, got {hr.dtype}')
+    return _round_uint8(imresize(hr / 255.0, 1 / scale) * 255.0).astype(np.uint8)
+
+
 def bicubic_degrade(hr_uint8: np.ndarray, scale: int, style: str = 'basicsr') -> np.ndarray:
     """The uint8 LR image of a benchmark protocol, made from the original HR image.
 
-    ``basicsr``: HR cropped to a multiple of 12 (GTmod12), then MATLAB's
-    ``im2uint8(imresize(im2double(gt), 1/s, 'bicubic'))``: one rounding at the end (the LRbicx{s} sets;
+    ``basicsr``: HR cropped to a multiple of 12 (GTmod12), then ``bicubic_downscale`` (the LRbicx{s} sets;
     exact .5 ties, which float noise decides, make those files differ by one grey level on ~0.002% of
-    pixels). ``edsr``: HR cropped to a multiple of ``scale``, MATLAB's uint8 imresize, which
-    rounds between its passes (the LR_bicubic/X{s} sets).
+    pixels). ``edsr``: HR cropped to a multiple of ``scale``, MATLAB's uint8 imresize, which rounds between
+    its passes (the LR_bicubic/X{s} sets).
     """
     if hr_uint8.dtype != np.uint8:
         raise TypeError(f'bicubic_degrade expects a uint8 image, got {hr_uint8.dtype}')
     if style == 'edsr':
         return imresize(modcrop(hr_uint8, scale), 1 / scale)
     if style == 'basicsr':
-        lr = imresize(modcrop(hr_uint8, 12) / 255.0, 1 / scale)
-        return _round_uint8(lr * 255.0).astype(np.uint8)
+        return bicubic_downscale(modcrop(hr_uint8, 12), scale)
     raise ValueError(f"bicubic_degrade: style must be 'basicsr' or 'edsr', got {style!r}")
