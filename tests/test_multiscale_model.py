@@ -1,5 +1,4 @@
 """MultiScaleModel: the per-iteration scale, on-the-fly LR, resume, one checkpoint for x2/x3/x4, T91 config."""
-import inspect
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ from srkit.core.registry import DATASET_REGISTRY, MODEL_REGISTRY
 from srkit.engine.trainer import Trainer
 from srkit.models.evaluator import evaluate
 from srkit.models.multiscale_model import scale_for_iteration
-from srkit.models.sr_model import SRModel
 from srkit.ops.imresize import bicubic_downscale
 
 MULTI = '''
@@ -60,8 +58,6 @@ logger:
   save_checkpoint_freq: 4
   use_tb_logger: false
 '''
-CORE_READY = 'scale' in inspect.signature(SRModel.predict).parameters
-needs_core = pytest.mark.skipif(not CORE_READY, reason='needs the per-dataset scale core change of docs/IGCONV.md')
 
 
 def multi_options(root, overrides=(), is_train=True):
@@ -155,7 +151,6 @@ def test_resume_keeps_the_scale_sequence_and_one_checkpoint_serves_all_scales(tm
         assert (model.predict(lq, scale=s, use_ema=False) - baked(lq)).abs().max() <= 1e-5
 
 
-@needs_core
 def test_test_run_scores_one_checkpoint_at_three_scales_in_one_table(tmp_path):
     from srkit.engine.tester import run_test
     Trainer(multi_options(tmp_path, ['train.total_iter=2']), DistContext()).train()

@@ -69,7 +69,7 @@ class _AtScale(nn.Module):
 @MODEL_REGISTRY.register()
 class MultiScaleModel(SRModel):
     TrainOptions = MultiScaleTrainOptions
-    multi_scale = True  # datasets may carry their own scale (see docs/IGCONV.md, proposed core change)
+    multi_scale = True  # datasets may carry their own scale (docs/IGCONV.md)
 
     def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
         super().__init__(options, device, dist)
