@@ -121,7 +121,8 @@ def ratio(value: float | None, base: float | None) -> str:
 def report_scale(scale: int, args: argparse.Namespace) -> list[str]:
     lr_hw = (-(-OUTPUT_HW[0] // scale), -(-OUTPUT_HW[1] // scale))  # rounded up: 427x240 at x3 (REFERENCE.md)
     nets = {name: build(name, scale) for name in args.networks}
-    sizes = {name: (count_params(net), multi_adds(net, lr_hw), scan_multi_adds(net, lr_hw)) for name, net in nets.items()}
+    sizes = {name: (count_params(net), multi_adds(net, lr_hw), scan_multi_adds(net, lr_hw))
+             for name, net in nets.items()}
     latency = median_times({n: Workload(net, 'infer', scale, args, lr_hw) for n, net in nets.items()}, args)
     train: dict[str, float | None] = dict.fromkeys(nets)
     if not args.no_train:

@@ -20,7 +20,7 @@ import torch
 from srkit.archs import create
 from srkit.archs.weights import adapt_official_state_dict, check_state_dict
 from srkit.core.checkpoint import atomic_save, extract_state_dict, load_checkpoint_file
-from srkit.core.errors import CheckpointError, OptionError, SrkitError
+from srkit.core.errors import CheckpointError, SrkitError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

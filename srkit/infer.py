@@ -61,7 +61,8 @@ def list_inputs(source: Path) -> list[Path]:
 def plan_outputs(inputs: list[Path], output: Path, scale: int, force: bool,
                  skip_existing: bool) -> list[tuple[Path, Path]]:
     """(input, output) pairs, checked before any work: clashing names and existing files are refused."""
-    pairs, seen = [], {}
+    pairs: list[tuple[Path, Path]] = []
+    seen: dict[Path, Path] = {}
     for path in inputs:
         target = output / f'{path.stem}_x{scale}.png'
         if target in seen:

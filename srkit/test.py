@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     from srkit.core.dist import cleanup, init_distributed
     from srkit.engine.tester import run_test
 
-    args = parse_args(argv, 'Test an SR network on benchmark sets (srkit).')
+    args = parse_args(argv, 'Test an SR network on benchmark sets (srkit).', training=False)
     options = load_options(args.opt, is_train=False, overrides=args.force_yml)
     dist = init_distributed(args.launcher, options.dist_params.backend, options.dist_params.port,
                             options.dist_params.timeout_s)

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     from srkit.core.dist import cleanup, init_distributed
     from srkit.engine.trainer import Trainer
 
-    args = parse_args(argv, 'Train an SR network (srkit).')
+    args = parse_args(argv, 'Train an SR network (srkit).', training=True)
     options = load_options(args.opt, is_train=True, overrides=args.force_yml)
     if args.debug:
         options = apply_debug(options)

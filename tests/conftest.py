@@ -25,6 +25,13 @@ def shared() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def run_from_an_empty_folder(tmp_path_factory, monkeypatch):
+    """Every test starts in an empty folder of its own, never the repository: a test that reads or writes a
+    path relative to where pytest was started fails here, wherever CI or a user starts it from."""
+    monkeypatch.chdir(tmp_path_factory.mktemp('cwd'))
+
+
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """One intra-op thread per test process: on 2-core runners shared with other work (and with the
     subprocesses some tests start), two threads contend and small ops run many times slower."""

@@ -78,7 +78,8 @@ def test_load_pretrained_strips_module_and_reports(tmp_path):
 def test_load_pretrained_mismatch_names_key_and_shapes(tmp_path):
     path = tmp_path / 'w.pth'
     torch.save({'params': nn.Sequential(nn.Conv2d(3, 8, 3)).state_dict()}, path)
-    with pytest.raises(CheckpointError, match=r'"0.weight" has shape \(8, 3, 3, 3\) in the checkpoint but \(4, 3, 3, 3\) in the network'):
+    expected = r'"0.weight" has shape \(8, 3, 3, 3\) in the checkpoint but \(4, 3, 3, 3\) in the network'
+    with pytest.raises(CheckpointError, match=expected):
         load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3)), path, strict=True)
     report = load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1)), path, strict=False)
     assert report['missing'] == ['1.weight', '1.bias'] and len(report['mismatched']) == 2

@@ -8,6 +8,8 @@ import pytest
 import torch
 from training_helpers import TINY_TRAIN, make_images
 
+from srkit.archs import create
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -118,3 +120,60 @@ val:
     second = run('test.py', opt, cwd=tmp_path)
     assert second.returncode == 0
     assert len([p for p in tmp_path.iterdir() if p.name.startswith('results_archived_')]) == 1
+
+
+def test_help_lists_only_the_flags_each_entry_point_acts_on():
+    train = subprocess.run([sys.executable, str(REPO / 'srkit' / 'train.py'), '--help'], capture_output=True,
+                           text=True, timeout=120)
+    test = subprocess.run([sys.executable, str(REPO / 'srkit' / 'test.py'), '--help'], capture_output=True,
+                          text=True, timeout=120)
+    assert train.returncode == test.returncode == 0
+    assert '--auto_resume' in train.stdout and '8 iterations' in ' '.join(train.stdout.split())
+    assert '--auto_resume' not in test.stdout and '--debug' not in test.stdout
+
+
+def test_debug_is_a_handful_of_iterations_with_one_validation_and_one_checkpoint(tmp_path, tiny_yml):
+    result = run('train.py', tiny_yml, '--debug', '--force_yml', 'train.total_iter=1000', 'val.val_freq=5000',
+                 f'path.experiments_root={tmp_path / "exp"}', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    log = next((tmp_path / 'exp').glob('train_*.log')).read_text()
+    assert 'Training finished: 8 iterations.' in log and log.count('Validation tiny_val @ iter') == 1
+    assert sorted(p.name for p in (tmp_path / 'exp' / 'models').iterdir()) == ['net_g_8.pth', 'net_g_latest.pth']
+    assert [p.name for p in (tmp_path / 'exp' / 'training_states').iterdir()] == ['8.state']
+
+
+def _three_set_test_file(tmp_path: Path, third: str) -> Path:
+    torch.manual_seed(0)
+    torch.save({'params': create('EDSR_tiny', 2).state_dict()}, tmp_path / 'w.pth')
+    for name in ('a', 'b'):
+        make_images(tmp_path / name, 1)
+    opt = tmp_path / 'test.yml'
+    opt.write_text(f'''
+name: sets
+scale: 2
+datasets:
+  test_1: {{name: setA, type: HRBicubicDataset, dataroot_gt: {tmp_path}/a}}
+  test_2: {{name: setB, type: HRBicubicDataset, dataroot_gt: {tmp_path}/b}}
+  test_3: {{name: setC, type: HRBicubicDataset, dataroot_gt: {tmp_path}/{third}}}
+network_g: {{type: EDSR_tiny}}
+path: {{pretrain_network_g: {tmp_path}/w.pth, results_root: {tmp_path}/results}}
+val:
+  metrics:
+    psnr: {{type: calculate_psnr, crop_border: 2}}
+''')
+    return opt
+
+
+def test_a_missing_set_is_found_before_anything_is_scored_or_written(tmp_path):
+    result = run('test.py', _three_set_test_file(tmp_path, 'nowhere'), cwd=tmp_path)
+    assert_clean_failure(result, 'nowhere')
+    assert not (tmp_path / 'results').exists()
+
+
+def test_a_set_failing_while_scored_keeps_the_tables_of_the_sets_before_it(tmp_path):
+    (tmp_path / 'c').mkdir()
+    (tmp_path / 'c' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 40)
+    result = run('test.py', _three_set_test_file(tmp_path, 'c'), cwd=tmp_path)
+    assert_clean_failure(result, 'test set setC (datasets.test_3) failed', 'broken.png', 'setA, setB are in')
+    tables = (tmp_path / 'results' / 'results.md').read_text()
+    assert '| setA |' in tables and '| setB |' in tables and 'setC' not in tables

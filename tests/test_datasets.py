@@ -111,7 +111,8 @@ def test_augmentation_is_a_function_of_the_seed(pairs):
         found = None
         for k in range(8):
             for perm in ([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]):
-                t = lambda x: torch.rot90(x if k < 4 else x.flip(-1), k % 4, (1, 2))[perm]  # noqa: E731
+                def t(x, k=k, perm=perm):
+                    return torch.rot90(x if k < 4 else x.flip(-1), k % 4, (1, 2))[perm]
                 if torch.equal(t(base['gt']), out['gt']) and torch.equal(t(base['lq']), out['lq']):
                     found = (k, tuple(perm))
         assert found is not None

@@ -4,7 +4,7 @@ import torch
 from conftest import shared_path
 from torch.nn import functional as F
 
-from srkit.archs import arch_spec
+from srkit.archs import arch_spec, create
 from srkit.archs.etds_arch import ETDS, ETDSForInference, Plain
 from srkit.core.errors import OptionError
 from srkit.core.registry import ARCH_REGISTRY
@@ -114,4 +114,4 @@ def test_presets_declare_a_spec():
                                           ({'num_out_ch': 1}, 'num_out_ch')])
 def test_invalid_widths_are_option_errors(kwargs, match):
     with pytest.raises(OptionError, match=match):
-        ETDS(**kwargs)
+        create('ETDS', 4, **kwargs)

@@ -40,7 +40,8 @@ def test_loss_is_sr_loss_plus_weighted_residual_loss_against_gt(tmp_path):
     batch = {'lq': torch.full((2, 3, 4, 4), 0.5), 'gt': torch.full((2, 3, 8, 8), 0.7)}
     terms = {k: float(v.detach()) for k, v in model.compute_losses(batch).items()}
     # x + r = 0.6 and r = 0.5 against gt 0.7: L1 0.1 / 0.2, MSE 0.01 / 0.04; residual terms weighted 0.25
-    expected = {'l_pixel': 0.1, 'l_pixel_residual': 0.25 * 0.2, 'l_mse': 2.0 * 0.01, 'l_mse_residual': 0.25 * 2.0 * 0.04}
+    expected = {'l_pixel': 0.1, 'l_pixel_residual': 0.25 * 0.2, 'l_mse': 2.0 * 0.01,
+                'l_mse_residual': 0.25 * 2.0 * 0.04}
     assert terms == pytest.approx(expected, abs=1e-6)
 
 

@@ -165,3 +165,16 @@ def test_tensor_conversions_round_as_saved_images():
     assert np.array_equal(tensor_to_img(tensor[None]), RGB)
     odd = torch.tensor([-0.2, 1.7, 0.5 / 255 + 1e-6, 0.5 / 255 - 1e-6, 100.4 / 255, 100.6 / 255]).view(1, 1, 6)
     assert tensor_to_img(odd.expand(3, 1, 6))[0, :, 0].tolist() == [0, 255, 1, 0, 100, 101]
+
+
+def test_a_dataset_reads_16bit_images_when_its_io_backend_allows_them(tmp_path):
+    """The refusal names the option that works in an option file, and that option works."""
+    from srkit.data.single_image_dataset import SingleImageDataset
+
+    values = RNG.integers(0, 65536, (6, 5, 3))
+    (tmp_path / 'lq').mkdir()
+    (tmp_path / 'lq' / 'rgb16.png').write_bytes(png16(values))
+    with pytest.raises(DataError, match=r'set io_backend: \{allow_16bit: true\} in this dataset'):
+        SingleImageDataset(str(tmp_path / 'lq'), io_backend={'type': 'disk'})[0]
+    allowed = SingleImageDataset(str(tmp_path / 'lq'), io_backend={'type': 'disk', 'allow_16bit': True})[0]
+    assert np.array_equal(tensor_to_img(allowed['lq']), values >> 8)

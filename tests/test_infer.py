@@ -138,8 +138,9 @@ def test_model_argument_errors(ckpt, tmp_path):
         load_model('EDSR_tiny', weights=str(ckpt))
     with pytest.raises(OptionError, match='--weights'):
         load_model('EDSR_tiny', scale=2)
-    with pytest.raises(CheckpointError, match='does not fit'):
+    with pytest.raises(CheckpointError, match='does not fit') as caught:
         load_model('EDSR_tiny', weights=str(ckpt), scale=3)
+    assert '--scale match the checkpoint' in str(caught.value) and 'strict_load_g' not in str(caught.value)
     yml = tmp_path / 'm.yml'
     yml.write_text(f'name: m\nscale: 2\nnetwork_g: {{type: EDSR_tiny}}\npath: {{pretrain_network_g: {ckpt}}}\n')
     with pytest.raises(OptionError, match='disagrees'):

@@ -1,8 +1,17 @@
-"""Whole-image inference: padding to a multiple, tiling with overlap, x8 self-ensemble."""
+"""Whole-image inference: padding to a multiple, tiling with overlap, x8 self-ensemble, and the warning
+that tiling changes a network whose ArchSpec says it is not tiling-exact."""
+import logging
+
+import numpy as np
 import torch
 from torch import nn
+from training_helpers import tiny_options
 
-from srkit.models.inference import pad_to_multiple, predict, run_tiled, self_ensemble
+from srkit.archs import ArchSpec
+from srkit.models.inference import pad_to_multiple, predict, run_tiled, self_ensemble, warn_if_tiling_inexact
+from srkit.models.sr_model import SRModel
+from srkit.tools.models import LoadedModel
+from srkit.tools.upscale import super_resolve
 
 
 def conv_net(scale: int = 2, depth: int = 4) -> nn.Module:
@@ -48,3 +57,36 @@ def test_self_ensemble_of_equivariant_op_is_identity():
     net = conv_net()
     ens = self_ensemble(net, x)
     assert ens.shape == net(x).shape and not torch.allclose(ens, net(x))
+
+
+def test_tiling_warning_only_for_inexact_tiled_networks_once_each(caplog):
+    caplog.set_level(logging.WARNING, logger='srkit')
+    net, other = conv_net(), conv_net()
+    warn_if_tiling_inexact(net, True, 'Local', tile=16)
+    warn_if_tiling_inexact(net, False, 'Pooled', tile=0)
+    assert not caplog.records
+    for owner in (net, net, net, other):
+        warn_if_tiling_inexact(owner, False, 'Pooled', tile=16)
+    assert len(caplog.records) == 2
+    assert 'Pooled' in caplog.text and 'tile_size 0' in caplog.text
+
+
+@torch.no_grad()
+def test_upscale_and_sr_model_warn_once_when_tiling_an_inexact_network(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger='srkit')
+    cpu = torch.device('cpu')
+    loaded = LoadedModel(conv_net(), 'Pooled', 2, ArchSpec(tiling_exact=False), None, cpu)
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    super_resolve(loaded, rgb)
+    assert not caplog.records
+    for _ in range(2):
+        super_resolve(loaded, rgb, tile=8)
+    assert len(caplog.records) == 1 and 'Pooled' in caplog.text
+
+    network = 'network_g={type: IMDN, nf: 16, num_modules: 1, upscale: 2}'  # channel attention: not tiling-exact
+    model = SRModel(tiny_options(tmp_path, [network], is_train=False), cpu)
+    lq = torch.rand(1, 3, 12, 12)
+    model.predict(lq)
+    for _ in range(2):
+        model.predict(lq, tile=8)
+    assert len(caplog.records) == 2 and 'IMDN' in caplog.records[-1].getMessage()

@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srkit.archs import arch_spec
+from srkit.archs import arch_spec, create
 from srkit.archs.mma_arch import MMA, BiMamba, _causal_conv_silu
-from srkit.core.registry import ARCH_REGISTRY, build
 from srkit.ops import selective_scan_reference
 
 PUBLISHED = {'num_feat': 192, 'num_block': 24}
@@ -56,7 +55,7 @@ def official_keys(num_feat: int, num_block: int, upscale: int, num_in_ch: int = 
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_light_preset_upscales(scale):
     torch.manual_seed(0)
-    net = build(ARCH_REGISTRY, 'MMA_light', upscale=scale).eval()
+    net = create('MMA_light', scale).eval()
     with torch.no_grad():
         out = net(torch.rand(1, 3, 6, 5))
     assert out.shape == (1, 3, 6 * scale, 5 * scale)
@@ -68,7 +67,7 @@ def test_parameter_counts():
     published = sum(p.numel() for p in MMA(upscale=2, **PUBLISHED).parameters())
     assert published == 19_824_627  # the paper's 19.8 M at x2
     assert abs(published / 19.8e6 - 1) < 0.01
-    light = sum(p.numel() for p in build(ARCH_REGISTRY, 'MMA_light', upscale=2).parameters())
+    light = sum(p.numel() for p in create('MMA_light', 2).parameters())
     assert 0.9e6 < light < 1.1e6
 
 
@@ -134,7 +133,7 @@ def test_causal_conv_ignores_future_tokens():
 
 def test_channels_last_and_fp16_autocast_match_the_spec():
     torch.manual_seed(0)
-    net = build(ARCH_REGISTRY, 'MMA_light', upscale=2, num_block=2).eval()
+    net = create('MMA_light', 2, num_block=2).eval()
     spec = arch_spec('MMA')
     x = torch.rand(1, 3, 8, 7)
     with torch.no_grad():

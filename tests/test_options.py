@@ -141,6 +141,12 @@ def test_evaluation_refuses_training_only_loader_keys(key, value, message):
     assert caught.value.key == f'datasets.val_1.{key}' and caught.value.file == 'x.yml'
 
 
+def test_metric_input_order_is_refused_not_ignored():
+    with pytest.raises(OptionError, match='input_order.*NCHW.*remove it') as caught:
+        parse(['val.metrics.psnr.input_order=HWC'])
+    assert caught.value.key == 'val.metrics.psnr.input_order'
+
+
 def test_evaluation_accepts_its_loader_keys():
     opt = parse(['datasets.val_1.num_worker_per_gpu=2', 'datasets.val_1.batch_size_per_gpu=1'])
     assert opt.datasets_of('val')[0].loader.num_worker_per_gpu == 2

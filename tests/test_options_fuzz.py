@@ -9,13 +9,13 @@ import torch
 import yaml
 from training_helpers import TINY_TRAIN, make_images
 
-hypothesis = pytest.importorskip('hypothesis')
-HealthCheck, given, settings, st = hypothesis.HealthCheck, hypothesis.given, hypothesis.settings, hypothesis.strategies
-
 from srkit.config.options import parse_options, parse_yaml_text
 from srkit.core.errors import SrkitError
 from srkit.core.registry import MODEL_REGISTRY
 from srkit.data.loader import build_dataset
+
+hypothesis = pytest.importorskip('hypothesis')
+HealthCheck, given, settings, st = hypothesis.HealthCheck, hypothesis.given, hypothesis.settings, hypothesis.strategies
 
 ROOT = Path(tempfile.mkdtemp(prefix='srkit-fuzz-'))
 make_images(ROOT / 'hr', 2)

@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
-from srkit.core.errors import OptionError
 from srkit.config.options import LoaderOptions
+from srkit.core.errors import OptionError
 from srkit.data.samplers import EnlargedSampler, resolve_key, sample_seed
 
 

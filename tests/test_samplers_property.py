@@ -3,9 +3,9 @@
 hypothesis is imported here only, so a machine without it still collects and runs the rest of the suite.
 """
 import pytest
+from test_samplers import epoch
 
 from srkit.data.samplers import EnlargedSampler
-from test_samplers import epoch
 
 hypothesis = pytest.importorskip('hypothesis')
 st = hypothesis.strategies

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from srkit.archs.spec import ArchSpec
+from srkit.archs.spec import ArchSpec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
 from srkit.ops.imresize import imresize
 
@@ -15,6 +15,7 @@ class Bicubic(nn.Module):
 
     def __init__(self, upscale: int = 2) -> None:
         super().__init__()
+        require_positive(upscale=upscale)
         self.upscale = upscale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from srkit.archs.spec import ArchSpec
+from srkit.archs.spec import ArchSpec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -54,6 +54,8 @@ class EDSR(nn.Module):
                  upscale: int = 4, res_scale: float = 1.0, img_range: float = 255.0,
                  rgb_mean: tuple[float, float, float] | list[float] = DIV2K_RGB_MEAN) -> None:
         super().__init__()
+        require_positive(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
+                         upscale=upscale)
         self.img_range = img_range
         self.register_buffer('mean', torch.tensor(rgb_mean, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)

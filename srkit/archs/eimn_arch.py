@@ -7,13 +7,14 @@ checkpoints load as they are.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from srkit.archs.spec import ArchSpec
+from srkit.archs.spec import ArchSpec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
 
 __all__ = ['EIMN', 'EIMN_A', 'EIMN_L']
@@ -24,6 +25,9 @@ __all__ = ['EIMN', 'EIMN_A', 'EIMN_L']
 EIMN_SPEC = ArchSpec(scales=(2, 3, 4), scale_arg='scale', pad_multiple=1, min_size=1, fp16_safe=True,
                      channels_last_safe=True, tiling_exact=False,
                      subpixel_tail=('tail',))
+# Parameter counts of the presets come from the official checkpoints (BatchNorm running stats are buffers).
+EIMN_L_SPEC = replace(EIMN_SPEC, params={2: 981724, 3: 990379})
+EIMN_A_SPEC = replace(EIMN_SPEC, params={2: 860098, 3: 868753, 4: 880870})
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -146,6 +150,7 @@ class EIMN(nn.Module):
                  drop_rate: float = 0.0, drop_path_rate: float = 0.0, num_stages: int = 16,
                  freeze_param: bool = False) -> None:
         super().__init__()
+        require_positive(embed_dims=embed_dims, scale=scale, depths=depths, num_stages=num_stages)
         if embed_dims < 8:
             raise ValueError(f'EIMN needs embed_dims >= 8 (MOLRCM splits channels in eighths), got {embed_dims}.')
         self.num_stages = num_stages
@@ -170,13 +175,13 @@ class EIMN(nn.Module):
         return self.tail(x + shallow)
 
 
-@ARCH_REGISTRY.register(meta=EIMN_SPEC)
+@ARCH_REGISTRY.register(meta=EIMN_L_SPEC)
 def EIMN_L(scale: int = 2, **overrides: Any) -> EIMN:
     """EIMN-L: 16 stages of width 64 (0.98-1.00 M parameters)."""
     return EIMN(**{'embed_dims': 64, 'num_stages': 16, **overrides, 'scale': scale})
 
 
-@ARCH_REGISTRY.register(meta=EIMN_SPEC)
+@ARCH_REGISTRY.register(meta=EIMN_A_SPEC)
 def EIMN_A(scale: int = 2, **overrides: Any) -> EIMN:
     """EIMN-A: 14 stages of width 64 (0.86-0.88 M parameters)."""
     return EIMN(**{'embed_dims': 64, 'num_stages': 14, **overrides, 'scale': scale})

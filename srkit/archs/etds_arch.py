@@ -23,11 +23,13 @@ Any block count, width and integer scale works through the classes themselves.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from srkit.archs.spec import ArchSpec
+from srkit.archs.spec import ArchSpec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
 
 __all__ = ['ETDS', 'ETDSForInference', 'Plain', 'inference_out_channels']
@@ -50,8 +52,10 @@ def inference_out_channels(num_out_ch: int, upscale: int) -> int:
     return channels + 1 if upscale == 3 else channels
 
 
-def _check_args(name: str, num_in_ch: int, num_out_ch: int, num_feat: int, num_residual_feat: int,
-                need_backbone: bool) -> None:
+def _check_args(name: str, num_in_ch: int, num_out_ch: int, upscale: int, num_block: int, num_feat: int,
+                num_residual_feat: int, need_backbone: bool) -> None:
+    require_positive(num_in_ch=num_in_ch, num_out_ch=num_out_ch, upscale=upscale, num_block=num_block,
+                     num_feat=num_feat, num_residual_feat=num_residual_feat)
     if num_out_ch != num_in_ch:
         raise ValueError(f'{name}: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}): the '
                           'residual stream carries the input image to the output.')
@@ -70,7 +74,8 @@ class ETDS(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, upscale: int = 4, num_block: int = 6,
                  num_feat: int = 32, num_residual_feat: int = 3) -> None:
         super().__init__()
-        _check_args('ETDS', num_in_ch, num_out_ch, num_feat, num_residual_feat, need_backbone=True)
+        _check_args('ETDS', num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat,
+                    need_backbone=True)
         backbone_feat = num_feat - num_residual_feat
         out_ch = num_out_ch * upscale**2
         self.conv_first = _conv3x3(num_in_ch, backbone_feat)
@@ -134,7 +139,7 @@ class ETDSForInference(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, upscale: int = 4, num_block: int = 6,
                  num_feat: int = 32, num_residual_feat: int = 3) -> None:
         super().__init__()
-        _check_args('ETDSForInference', num_in_ch, num_out_ch, num_feat, num_residual_feat,
+        _check_args('ETDSForInference', num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat,
                     need_backbone=False)
         out_ch = inference_out_channels(num_out_ch, upscale)
         self.conv_first = _conv3x3(num_in_ch, num_feat)
@@ -159,6 +164,8 @@ class Plain(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, upscale: int = 4, num_block: int = 6,
                  num_feat: int = 32) -> None:
         super().__init__()
+        require_positive(num_in_ch=num_in_ch, num_out_ch=num_out_ch, upscale=upscale, num_block=num_block,
+                         num_feat=num_feat)
         self.conv_first = _conv3x3(num_in_ch, num_feat)
         self.backbone_convs = nn.ModuleList(_conv3x3(num_feat, num_feat) for _ in range(num_block))
         self.conv_last = _conv3x3(num_feat, num_out_ch * upscale**2)
@@ -171,7 +178,8 @@ class Plain(nn.Module):
         return self.upsampler(self.conv_last(x))
 
 
-# Presets: M{num_block}C{num_feat}, as published.
+# Presets: M{num_block}C{num_feat}, as published. Parameter counts come from the official checkpoints (the
+# plain-form ETDS_M*_x*.pth, the training-form ETDS_M6C32_x4_normal_loss.pth and Plain_M6C32_x4.pth).
 
 
 @ARCH_REGISTRY.register(meta=ETDS_SPEC)
@@ -184,7 +192,7 @@ def ETDS_M5C16(upscale: int = 4) -> ETDS:
     return ETDS(upscale=upscale, num_block=5, num_feat=16)
 
 
-@ARCH_REGISTRY.register(meta=ETDS_SPEC)
+@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={4: 65780}))
 def ETDS_M6C32(upscale: int = 4) -> ETDS:
     return ETDS(upscale=upscale, num_block=6, num_feat=32)
 
@@ -194,26 +202,26 @@ def ETDS_M7C48(upscale: int = 4) -> ETDS:
     return ETDS(upscale=upscale, num_block=7, num_feat=48)
 
 
-@ARCH_REGISTRY.register(meta=ETDS_SPEC)
+@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={2: 41512, 3: 46792, 4: 54112}))
 def ETDSForInference_M4C32(upscale: int = 4) -> ETDSForInference:
     return ETDSForInference(upscale=upscale, num_block=4, num_feat=32)
 
 
-@ARCH_REGISTRY.register(meta=ETDS_SPEC)
+@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={2: 13944, 3: 16920, 4: 21360}))
 def ETDSForInference_M5C16(upscale: int = 4) -> ETDSForInference:
     return ETDSForInference(upscale=upscale, num_block=5, num_feat=16)
 
 
-@ARCH_REGISTRY.register(meta=ETDS_SPEC)
+@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={2: 60008, 3: 65288, 4: 72608}))
 def ETDSForInference_M6C32(upscale: int = 4) -> ETDSForInference:
     return ETDSForInference(upscale=upscale, num_block=6, num_feat=32)
 
 
-@ARCH_REGISTRY.register(meta=ETDS_SPEC)
+@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={2: 152184, 3: 159768, 4: 169968}))
 def ETDSForInference_M7C48(upscale: int = 4) -> ETDSForInference:
     return ETDSForInference(upscale=upscale, num_block=7, num_feat=48)
 
 
-@ARCH_REGISTRY.register(meta=ETDS_SPEC)
+@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={4: 70256}))
 def Plain_M6C32(upscale: int = 4) -> Plain:
     return Plain(upscale=upscale, num_block=6, num_feat=32)

@@ -16,7 +16,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, cast
 
 import torch
 
@@ -63,6 +63,17 @@ def _training_model(source: ETDS | Mapping[str, torch.Tensor]) -> ETDS:
     return model.eval()
 
 
+def _bias(conv: torch.nn.Conv2d) -> torch.Tensor:
+    """``conv``'s bias (every ETDS conv has one)."""
+    assert conv.bias is not None
+    return conv.bias
+
+
+def _convs(layers: torch.nn.ModuleList) -> list[torch.nn.Conv2d]:
+    """An ETDS ModuleList, which holds only convs (ModuleList cannot say what it holds)."""
+    return cast('list[torch.nn.Conv2d]', list(layers))
+
+
 def _fold_block(backbone: torch.nn.Conv2d, residual: torch.nn.Conv2d, add_residual: torch.nn.Conv2d,
                 target: torch.nn.Conv2d) -> None:
     """One block: rows [W_backbone | W_res2backbone] and [0 | W_residual] on input [backbone | residual]."""
@@ -70,28 +81,28 @@ def _fold_block(backbone: torch.nn.Conv2d, residual: torch.nn.Conv2d, add_residu
     top = torch.cat([backbone.weight, add_residual.weight], dim=1)
     bottom = torch.cat([zeros, residual.weight], dim=1)
     target.weight.copy_(torch.cat([top, bottom], dim=0))
-    target.bias.copy_(torch.cat([backbone.bias + add_residual.bias, residual.bias]))
+    _bias(target).copy_(torch.cat([_bias(backbone) + _bias(add_residual), _bias(residual)]))
 
 
 def _fold_last(training: ETDS, plain: ETDSForInference) -> None:
     """conv_last gives 1 - (HF + LF) (dummy rows give 1); conv_clip gives 1 - x: ReLUs clamp to [0, 1]."""
     rows = training.conv_last.out_channels
     plain.conv_last.weight.zero_()
-    plain.conv_last.bias.fill_(1)
+    _bias(plain.conv_last).fill_(1)
     plain.conv_last.weight[:rows] = -torch.cat([training.conv_last.weight, training.conv_residual_last.weight],
                                                dim=1)
-    plain.conv_last.bias[:rows] = 1 - (training.conv_last.bias + training.conv_residual_last.bias)
+    _bias(plain.conv_last)[:rows] = 1 - (_bias(training.conv_last) + _bias(training.conv_residual_last))
     plain.conv_clip.weight.copy_(-torch.eye(plain.conv_clip.out_channels)[:, :, None, None])
-    plain.conv_clip.bias.fill_(1)
+    _bias(plain.conv_clip).fill_(1)
 
 
 @torch.no_grad()
 def _fold(training: ETDS) -> ETDSForInference:
     plain = ETDSForInference(**etds_hyperparams(training.state_dict())).eval()
     plain.conv_first.weight.copy_(torch.cat([training.conv_first.weight, training.conv_residual_first.weight]))
-    plain.conv_first.bias.copy_(torch.cat([training.conv_first.bias, training.conv_residual_first.bias]))
-    for layers in zip(training.backbone_convs, training.residual_convs, training.add_residual_convs,
-                      plain.backbone_convs):
+    _bias(plain.conv_first).copy_(torch.cat([_bias(training.conv_first), _bias(training.conv_residual_first)]))
+    for layers in zip(_convs(training.backbone_convs), _convs(training.residual_convs),
+                      _convs(training.add_residual_convs), _convs(plain.backbone_convs)):
         _fold_block(*layers)
     _fold_last(training, plain)
     return plain

@@ -11,7 +11,7 @@ import re
 import torch
 from torch import nn
 
-from srkit.archs.spec import ArchSpec, StateDict
+from srkit.archs.spec import ArchSpec, StateDict, require_positive
 from srkit.core.registry import ARCH_REGISTRY
 
 __all__ = ['IMDB', 'IMDN', 'IMDN_AS', 'IMDN_RTC', 'CCALayer', 'rtc_official_keys']
@@ -67,7 +67,9 @@ class IMDB(nn.Module):
         return self.c5(self.cca(torch.cat(parts, dim=1))) + x
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), tiling_exact=False, subpixel_tail=('upsampler',)))
+# Parameter counts of the defaults (the published models) come from the official checkpoints.
+@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), tiling_exact=False, subpixel_tail=('upsampler',),
+                                      params={2: 694404, 3: 703059, 4: 715176}))
 class IMDN(nn.Module):
     """IMDN (official option names): head conv, ``num_modules`` IMDBs whose outputs are all concatenated,
     1x1 fusion + LeakyReLU, 3x3 conv, shallow-feature residual, conv + PixelShuffle upsampler.
@@ -75,6 +77,7 @@ class IMDN(nn.Module):
 
     def __init__(self, in_nc: int = 3, nf: int = 64, num_modules: int = 6, out_nc: int = 3, upscale: int = 4) -> None:
         super().__init__()
+        require_positive(in_nc=in_nc, nf=nf, num_modules=num_modules, out_nc=out_nc, upscale=upscale)
         self.num_modules = num_modules
         self.fea_conv = self._head(in_nc, nf)
         for i in range(1, num_modules + 1):
@@ -98,7 +101,7 @@ class IMDN(nn.Module):
 
 
 @ARCH_REGISTRY.register(meta=ArchSpec(scales=(4,), pad_multiple=4, min_size=4, tiling_exact=False,
-                                      same_size_output=True))
+                                      same_size_output=True, params={4: 752104}))
 class IMDN_AS(IMDN):
     """IMDN for real-world SR at any size: two stride-2 head convs, so a x4 upsampler returns the input's
     size (height and width must be multiples of 4).
@@ -137,12 +140,14 @@ def rtc_official_keys(state_dict: StateDict) -> dict[str, torch.Tensor]:
     return mapped
 
 
-@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), official_keys=rtc_official_keys, subpixel_tail=('upsampler',)))
+@ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), official_keys=rtc_official_keys, subpixel_tail=('upsampler',),
+                                      params={2: 20190}))
 class IMDN_RTC(nn.Module):
     """IMDN-RTC, the real-time winner of the RTC 2019 challenge: no CCA, no concat fusion, a 1x1 LR conv."""
 
     def __init__(self, in_nc: int = 3, nf: int = 12, num_modules: int = 5, out_nc: int = 3, upscale: int = 2) -> None:
         super().__init__()
+        require_positive(in_nc=in_nc, nf=nf, num_modules=num_modules, out_nc=out_nc, upscale=upscale)
         self.num_modules = num_modules
         self.fea_conv = _conv(in_nc, nf, 3)
         for i in range(1, num_modules + 1):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srkit.archs.spec import ArchSpec
+from srkit.archs.spec import ArchSpec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
 from srkit.ops.selective_scan import selective_scan
 
@@ -208,6 +208,8 @@ class MMA(nn.Module):
                  d_state: int = 16, ffn_expansion_factor: float = 2.66, compress_ratio: int = 4,
                  squeeze_factor: int = 30) -> None:
         super().__init__()
+        require_positive(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
+                         upscale=upscale, d_state=d_state, compress_ratio=compress_ratio, squeeze_factor=squeeze_factor)
         self.img_range = img_range
         self.register_buffer('mean', torch.tensor(rgb_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import torch
 
 from srkit.core.registry import ARCH_REGISTRY
 
-__all__ = ['ArchSpec', 'StateDict', 'arch_spec']
+__all__ = ['ArchSpec', 'StateDict', 'arch_spec', 'require_positive']
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -67,3 +68,14 @@ def arch_spec(name: str) -> ArchSpec:
     """The ArchSpec an architecture registered with (a default spec when it declared none)."""
     spec = ARCH_REGISTRY.meta(name)
     return spec if spec is not None else ArchSpec()
+
+
+def require_positive(**sizes: int) -> None:
+    """Refuse a size argument (channels, blocks, scale ...) that is not a positive integer, naming it.
+
+    A ValueError is the user's mistake (``create`` reports it as an OptionError on the option); without this
+    check torch would raise a RuntimeError about a negative dimension, which reads as a bug in srkit.
+    """
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f'{name} must be a positive integer, got {value!r}')

@@ -189,6 +189,10 @@ class LoaderOptions:
                                   'every image once, in order. Remove it.', key=f'{path}.{key}')
 
 
+Phase = Literal['train', 'val', 'test']
+_PHASES: tuple[Phase, ...] = ('train', 'val', 'test')
+
+
 @dataclass
 class DatasetOptions:
     """One entry of ``datasets:``; ``args`` go to the dataset class, ``loader`` to the DataLoader."""
@@ -196,7 +200,7 @@ class DatasetOptions:
     key: str
     name: str
     type: str
-    phase: Literal['train', 'val', 'test']
+    phase: Phase
     args: dict[str, Any]
     loader: LoaderOptions
 
@@ -309,10 +313,11 @@ def _accepts(target: Any, name: str) -> bool:
 
 def _parse_dataset(key: str, value: Any, scale: int, own_scale: bool = False) -> DatasetOptions:
     """``own_scale``: the model is multi-scale, so the entry may set a ``scale`` other than the top-level one."""
-    phase = key.split('_')[0]
+    prefix = key.split('_')[0]
     path = f'datasets.{key}'
-    if phase not in ('train', 'val', 'test'):
-        hint = closest_name(phase, ['train', 'val', 'test'])
+    phase = next((p for p in _PHASES if p == prefix), None)
+    if phase is None:
+        hint = closest_name(prefix, _PHASES)
         raise OptionError(f'Option "{path}": dataset keys start with train, val or test (e.g. val_1)'
                           + (f'; did you mean "{hint}"?' if hint else '.'), key=path)
     if not isinstance(value, dict):
@@ -361,7 +366,10 @@ def _check_metric(key: str, comp: Component) -> Component:
     args = dict(comp.args)
     better = args.pop('better', 'higher')
     if better not in ('higher', 'lower'):
-        raise OptionError(f'Option "{path}.better" must be "higher" or "lower", got {better!r}.')
+        raise OptionError(f'Option "{path}.better" must be "higher" or "lower", got {better!r}.', key=f'{path}.better')
+    if 'input_order' in args:  # BasicSR's layout of the numpy images it hands its metrics
+        raise OptionError(f'Option "{path}.input_order": srkit computes metrics on the NCHW tensors it makes itself, '
+                          'so there is no layout to choose; remove it.', key=f'{path}.input_order')
     skip = tuple(list(inspect.signature(fn).parameters)[:2])  # the two images
     args = check_call_arguments(fn, args, path, skip=skip, what=f'metric {comp.type}')
     return Component(comp.type, {**args, 'better': better})
@@ -377,13 +385,22 @@ def _check_phases(options: Options) -> None:
         raise OptionError('Option "datasets" needs at least one test_* (or val_*) dataset to evaluate.')
 
 
+DEBUG_ITERATIONS = 8
+
+
 def apply_debug(options: Options) -> Options:
-    """``--debug``: a quick pass through the whole loop (BasicSR's convention: name prefixed ``debug_``)."""
+    """``--debug``: a quick pass through the whole loop, BasicSR's convention (name prefixed ``debug_``):
+    DEBUG_ITERATIONS iterations logged one by one, then one validation and one checkpoint at the end."""
     options = copy.deepcopy(options)
     if not options.name.startswith('debug_'):
         options.name = f'debug_{options.name}'
+    if options.train is not None:
+        options.train.total_iter = min(options.train.total_iter, DEBUG_ITERATIONS)
+        last = options.train.total_iter
+    else:
+        last = DEBUG_ITERATIONS
     options.logger.print_freq = 1
-    options.logger.save_checkpoint_freq = 8
+    options.logger.save_checkpoint_freq = last
     if options.val is not None:
-        options.val.val_freq = 8
+        options.val.val_freq = last
     return options

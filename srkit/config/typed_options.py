@@ -115,7 +115,7 @@ def convert(value: Any, tp: Any, path: str) -> Any:
         return {str(k): convert(v, value_tp, _join(path, str(k))) for k, v in value.items()}
     if tp is Component:
         return _to_component(value, path)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return parse_dataclass(tp, value, path)
     return _convert_scalar(value, tp, path)
 
@@ -182,7 +182,8 @@ def parse_dataclass(cls: type, data: Any, path: str = '') -> Any:
 
 
 def check_call_arguments(target: Any, args: dict[str, Any], path: str, *, provided: tuple[str, ...] = (),
-                         skip: tuple[str, ...] = (), what: str = '', also_valid: tuple[str, ...] = ()) -> dict[str, Any]:
+                         skip: tuple[str, ...] = (), what: str = '',
+                         also_valid: tuple[str, ...] = ()) -> dict[str, Any]:
     """Check ``args`` against ``target``'s signature: unknown names, missing required ones, annotated types.
 
     ``provided``: parameters the framework fills in itself (e.g. ``scale`` for datasets), which the user

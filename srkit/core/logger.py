@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TextIO
 
 __all__ = ['setup_logger', 'ProgressLog', 'TensorboardWriter', 'format_seconds']
 
@@ -22,11 +22,11 @@ class _ConsoleHandler(logging.StreamHandler):
         super().__init__(sys.stdout)
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self) -> TextIO:
         return sys.stdout
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
@@ -95,7 +95,7 @@ class ProgressLog:
             self.bar.write(message, file=sys.stdout)
             for handler in self.logger.handlers:
                 if not getattr(handler, '_srkit_console', False):
-                    handler.handle(self.logger.makeRecord(self.logger.name, logging.INFO, '', 0, message, None, None))
+                    handler.handle(self.logger.makeRecord(self.logger.name, logging.INFO, '', 0, message, (), None))
         else:
             self.logger.info(message)
 

@@ -103,7 +103,7 @@ class Registry:
         return iter(self.names())
 
     def _scan(self) -> None:
-        if self._scanned:
+        if self._scanned or self._package is None:
             return
         self._scanned = True
         package = importlib.import_module(self._package)
@@ -130,7 +130,7 @@ def _registered_names(source: Path) -> list[str]:
         tree = ast.parse(source.read_text(encoding='utf-8'))
     except (OSError, SyntaxError):
         return []
-    names = []
+    names: list[str] = []
     for node in ast.walk(tree):
         if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
             continue
@@ -139,11 +139,12 @@ def _registered_names(source: Path) -> list[str]:
             target = call.func if call else deco
             if isinstance(target, ast.Attribute) and target.attr == 'register':
                 explicit = [k.value.value for k in (call.keywords if call else [])
-                            if k.arg == 'name' and isinstance(k.value, ast.Constant)]
+                            if k.arg == 'name' and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)]
                 names.append(explicit[0] if explicit else node.name)
                 for k in (call.keywords if call else []):
                     if k.arg == 'aliases' and isinstance(k.value, (ast.Tuple, ast.List)):
-                        names.extend(e.value for e in k.value.elts if isinstance(e, ast.Constant))
+                        names.extend(e.value for e in k.value.elts
+                                     if isinstance(e, ast.Constant) and isinstance(e.value, str))
     return names
 
 

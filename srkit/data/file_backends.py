@@ -181,38 +181,44 @@ def open_backend(io_backend: Mapping[str, Any], root: str | Path) -> FileBackend
 
     ``cache_images: true`` keeps every decoded image in memory after its first read: for small training
     sets (T91, BSD200, the demo), where PNG decoding would otherwise dominate a CPU training step.
+    ``allow_16bit: true`` reads 16-bit images as their high byte instead of refusing them.
     """
     if not isinstance(io_backend, Mapping) or 'type' not in io_backend:
         raise OptionError(f'Option "io_backend" must be a mapping with a "type" key (disk or lmdb), got '
                           f'{io_backend!r}.')
-    extra = sorted(set(io_backend) - {'type', 'cache_images'})
+    extra = sorted(set(io_backend) - {'type', 'cache_images', 'allow_16bit'})
     if extra:
-        raise OptionError(f'Unknown option "io_backend.{extra[0]}": io_backend takes "type" and "cache_images".')
-    cache = io_backend.get('cache_images', False)
-    if not isinstance(cache, bool):
-        raise OptionError(f'Option "io_backend.cache_images" must be true or false, got {cache!r}.')
+        raise OptionError(f'Unknown option "io_backend.{extra[0]}": io_backend takes "type", "cache_images" and '
+                          '"allow_16bit".')
+    flags = {key: io_backend.get(key, False) for key in ('cache_images', 'allow_16bit')}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise OptionError(f'Option "io_backend.{key}" must be true or false, got {value!r}.')
     kind = io_backend['type']
     if kind == 'disk':
-        backend: FileBackend = DiskBackend(root)
+        backend: DiskBackend | LmdbBackend = DiskBackend(root)
     elif kind == 'lmdb':
         backend = LmdbBackend(root)
     else:
         raise OptionError(f'Option "io_backend.type" must be "disk" or "lmdb", got {kind!r}.')
-    backend.decoded_cache = {} if cache else None
+    backend.decoded_cache = {} if flags['cache_images'] else None
+    backend.allow_16bit = flags['allow_16bit']
     return backend
 
 
-def load_image(backend: FileBackend, key: str, *, allow_16bit: bool = False) -> np.ndarray:
-    """Read and decode one image (HWC uint8 RGB); errors name ``backend.describe(key)``.
+def load_image(backend: FileBackend, key: str) -> np.ndarray:
+    """Read and decode one image (HWC uint8 RGB, 16-bit ones only if the backend allows them); errors name
+    ``backend.describe(key)``.
 
     Cached images are returned read-only, so a transform that writes in place fails loudly instead of
     corrupting the cache.
     """
     cache = getattr(backend, 'decoded_cache', None)
-    if cache is not None and (key, allow_16bit) in cache:
-        return cache[(key, allow_16bit)]
-    img = decode_image(backend.get(key), backend.describe(key), allow_16bit=allow_16bit)
+    if cache is not None and key in cache:
+        return cache[key]
+    img = decode_image(backend.get(key), backend.describe(key), allow_16bit=getattr(backend, 'allow_16bit', False),
+                       hint='set io_backend: {allow_16bit: true} in this dataset\'s options')
     if cache is not None:
         img.setflags(write=False)
-        cache[(key, allow_16bit)] = img
+        cache[key] = img
     return img

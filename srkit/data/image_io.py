@@ -39,13 +39,17 @@ _TO_RGB = {'RGB', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'RGBX', 'P', 'L', '1'}
 _ALPHA = {'RGBA', 'LA', 'PA', 'La', 'RGBa'}
 
 
-def read_image(source: PathOrBytes, *, name: str | None = None, allow_16bit: bool = False) -> np.ndarray:
+_HINT_16BIT = 'pass allow_16bit=True'
+
+
+def read_image(source: PathOrBytes, *, name: str | None = None, allow_16bit: bool = False,
+               hint: str = _HINT_16BIT) -> np.ndarray:
     """Decode a file (path) or encoded bytes into an HWC uint8 RGB array, following the module's policy.
 
-    ``name`` labels bytes in error messages (e.g. the LMDB key they came from).
+    ``name`` labels bytes in error messages (e.g. the LMDB key they came from); ``hint``: see decode_image.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(source), name or '<bytes>', allow_16bit=allow_16bit)
+        return decode_image(bytes(source), name or '<bytes>', allow_16bit=allow_16bit, hint=hint)
     path = Path(source)
     try:
         data = path.read_bytes()
@@ -53,11 +57,12 @@ def read_image(source: PathOrBytes, *, name: str | None = None, allow_16bit: boo
         raise DataError(f'{path}: image file not found.') from None
     except OSError as exc:
         raise DataError(f'{path}: cannot read the file ({exc.strerror or exc}).') from None
-    return decode_image(data, name or str(path), allow_16bit=allow_16bit)
+    return decode_image(data, name or str(path), allow_16bit=allow_16bit, hint=hint)
 
 
-def decode_image(data: bytes, name: str, *, allow_16bit: bool = False) -> np.ndarray:
-    """``read_image`` on bytes already in memory; ``name`` is what error messages call them."""
+def decode_image(data: bytes, name: str, *, allow_16bit: bool = False, hint: str = _HINT_16BIT) -> np.ndarray:
+    """``read_image`` on bytes already in memory; ``name`` is what error messages call them, ``hint`` how the
+    caller's user allows 16-bit images where they are (an option, a flag)."""
     if not data:
         raise DataError(f'{name}: the file is empty (0 bytes), not an image.')
     try:
@@ -72,7 +77,7 @@ def decode_image(data: bytes, name: str, *, allow_16bit: bool = False) -> np.nda
         high_depth = _high_bit_depth(img)
         if high_depth and not allow_16bit:
             raise DataError(f'{name}: {high_depth} image; srkit reads 8-bit images. Convert it to 8 bit, or '
-                            'pass allow_16bit=True to keep the high byte of each sample.')
+                            f'{hint} to keep the high byte of each sample.')
         try:
             img.load()
         except (OSError, ValueError, SyntaxError, EOFError) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,13 +80,13 @@ class _UserErrorLoader(DataLoader):
             yield batch
 
 
-def build_dataloader(dataset: Dataset, options: LoaderOptions, sampler: Sampler | None, phase: str,
+def build_dataloader(dataset: Dataset, options: LoaderOptions, sampler: Sampler | Iterable[int] | None, phase: str,
                      seed: int) -> DataLoader:
     """A DataLoader for ``phase`` ('train', 'val' or 'test').
 
     train: batches of ``batch_size_per_gpu`` keys from ``sampler`` (required, e.g. EnlargedSampler built
     with ``use_shuffle`` and ``dataset_enlarge_ratio``), incomplete last batch dropped. val/test: batch 1,
-    in order (``sampler`` may shard the indices across ranks).
+    in order (``sampler``, a Sampler or a list of indices, may shard them across ranks).
     """
     options.check()
     workers = options.num_worker_per_gpu

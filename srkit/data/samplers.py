@@ -120,6 +120,7 @@ class KeyedDataset(Dataset):
             raise IndexError(f'{self.name}: index {index} is outside 0..{size - 1}')
         if rng is None or not self.skip_bad_images:
             return self._sample(index, rng)
+        assert isinstance(key, (tuple, list))  # resolve_key gives a generator only for an (index, seed) key
         seed = int(key[1])
         skipped_here: list[str] = []
         for offset in range(size):

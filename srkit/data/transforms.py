@@ -50,6 +50,7 @@ def paired_random_crop(lq: np.ndarray, gt: np.ndarray, scale: int, rng: np.rando
         if gt_size % scale:
             raise DataError(f'gt_size {gt_size} is not a multiple of scale {scale}.')
         lq_size = gt_size // scale
+    assert lq_size is not None  # exactly one of the two is given
     if lq.shape[0] * scale != gt.shape[0] or lq.shape[1] * scale != gt.shape[1]:
         raise DataError(f'LR/HR pair does not match at scale {scale}: HR {gt_path} is {_hw(gt)}, LR {lq_path} '
                         f'is {_hw(lq)}.')

@@ -7,21 +7,24 @@ import sys
 import traceback
 from typing import Callable
 
+from srkit.config.options import DEBUG_ITERATIONS
 from srkit.core.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, SrkitError
 
 __all__ = ['parse_args', 'run_entry_point']
 
 
-def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, description: str, *, training: bool) -> argparse.Namespace:
+    """train.py's flags (``training``) or test.py's: each lists only what it acts on."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('-opt', '--opt', required=True, help='path to the YAML option file')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
                         help='none: one process; pytorch: started by torchrun; slurm: started by srun')
-    parser.add_argument('--auto_resume', action='store_true',
-                        help='resume from the newest complete training state of this experiment, if any')
-    parser.add_argument('--debug', action='store_true',
-                        help='a quick check of the whole loop: name prefixed debug_, frequent logging, '
-                             'validation and checkpoints')
+    if training:
+        parser.add_argument('--auto_resume', action='store_true',
+                            help='resume from the newest complete training state of this experiment, if any')
+        parser.add_argument('--debug', action='store_true',
+                            help=f'a quick check of the whole loop: {DEBUG_ITERATIONS} iterations logged one by '
+                                 'one, then one validation and one checkpoint, in experiments/debug_<name>')
     parser.add_argument('--force_yml', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override options, e.g. train.total_iter=1000 (values parsed as YAML)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=None, help=argparse.SUPPRESS)

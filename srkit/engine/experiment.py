@@ -49,7 +49,9 @@ def seed_everything(seed: int) -> None:
 
 def rng_state() -> dict:
     """Python, numpy, torch and CUDA RNG states in a form ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = np.random.get_state()
+    assert isinstance(numpy_state, tuple)  # the legacy form, which the global MT19937 generator always has
+    kind, keys, pos, has_gauss, cached = numpy_state
     state = {
         'python': random.getstate(),
         'numpy': [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],

@@ -6,15 +6,17 @@ existing results folder is archived, never overwritten.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from srkit.config.options import Options, ValOptions, dump_options
+from srkit.config.options import DatasetOptions, Options, ValOptions, dump_options
 from srkit.core.dist import DistContext
-from srkit.core.errors import DataError
+from srkit.core.errors import DataError, SrkitError
 from srkit.core.logger import setup_logger
 from srkit.core.registry import MODEL_REGISTRY
 from srkit.data.loader import build_dataset
@@ -28,7 +30,16 @@ logger = logging.getLogger('srkit')
 
 
 def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalResult]:
+    """Score every test (and val) set; the tables of the sets done are written even when a later one fails.
+
+    The network, its weights and every dataset folder are checked before the results folder is made, so a
+    mistake found there leaves nothing behind.
+    """
     root = Path(options.path.results_root or Path('results') / options.name)
+    setup_logger(None, dist.is_main)
+    model = MODEL_REGISTRY.get(options.model_type)(options, run_device(options, dist), dist)
+    entries = options.datasets_of('test') + options.datasets_of('val')
+    datasets = [build_dataset(entry) for entry in entries]
     if dist.is_main:
         archived = archive_existing(root)
         prepare_folder(root)
@@ -36,27 +47,36 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
         if archived:
             logger.info('A results folder %s existed; it was moved to %s.', root, archived)
         (root / 'options.yml').write_text(dump_options(options), encoding='utf-8')
-    else:
-        setup_logger(None, False)
     val = options.val or ValOptions()
-    model = MODEL_REGISTRY.get(options.model_type)(options, run_device(options, dist), dist)
-    results = []
-    for entry in options.datasets_of('test') + options.datasets_of('val'):
-        dataset = build_dataset(entry)
-        scale = entry.args.get('scale', options.scale)
-        save_dir = root / 'visualization' / entry.name if val.save_img and dist.is_main else None
-        result = evaluate(lambda lq: model.predict(lq, scale=scale, tile=val.tile_size, overlap=val.tile_overlap,
-                                                   ensemble=val.self_ensemble),
-                          dataset, entry.name, val.metrics, dist, save_dir=save_dir, suffix=val.suffix,
-                          show_progress=val.pbar, crop_border=scale if model.multi_scale else None,
-                          loader=entry.loader)
-        results.append(result)
-        means = ', '.join(f'{k}: {v:.4f}' for k, v in result.mean.items())
-        logger.info('%s (%d images): %s', entry.name, len(result.per_image), means or 'no metrics')
+    results: list[EvalResult] = []
+    try:
+        for entry, dataset in zip(entries, datasets):
+            results.append(_score(model, entry, dataset, val, root, dist))
+    except SrkitError as exc:
+        if dist.is_main and results:
+            write_results(root, options, results)
+        done = (f'the tables of {", ".join(r.dataset for r in results)} are in {root}' if results
+                else 'no set was scored')
+        raise type(exc)(f'test set {entry.name} (datasets.{entry.key}) failed: {exc.message} ({done}).',
+                        key=exc.key, file=exc.file) from None
     if dist.is_main:
         write_results(root, options, results)
         logger.info('Results written to %s', root)
     return results
+
+
+def _score(model: Any, entry: DatasetOptions, dataset: Any, val: ValOptions, root: Path,
+           dist: DistContext) -> EvalResult:
+    """One test set through the model: per-image and mean metrics, SR images when asked."""
+    scale = entry.args.get('scale', model.options.scale)
+    save_dir = root / 'visualization' / entry.name if val.save_img and dist.is_main else None
+    predict = functools.partial(model.predict, scale=scale, tile=val.tile_size, overlap=val.tile_overlap,
+                                ensemble=val.self_ensemble)
+    result = evaluate(predict, dataset, entry.name, val.metrics, dist, save_dir=save_dir, suffix=val.suffix,
+                      show_progress=val.pbar, crop_border=scale if model.multi_scale else None, loader=entry.loader)
+    means = ', '.join(f'{k}: {v:.4f}' for k, v in result.mean.items())
+    logger.info('%s (%d images): %s', entry.name, len(result.per_image), means or 'no metrics')
+    return result
 
 
 def results_markdown(options: Options, results: list[EvalResult]) -> str:

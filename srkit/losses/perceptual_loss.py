@@ -169,6 +169,9 @@ class PerceptualLoss(nn.Module):
     Gradients reach ``pred`` only; the target's features are computed without a graph.
     """
 
+    mean: Tensor  # buffers, registered in __init__
+    std: Tensor
+
     def __init__(self, layer_weights: dict[str, float], vgg_type: str = 'vgg19', use_input_norm: bool = True,
                  range_norm: bool = False, perceptual_weight: float = 1.0, style_weight: float = 0.0,
                  criterion: str = 'l1', pretrained_path: str | None = None) -> None:

@@ -15,6 +15,7 @@ then over channels.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -114,8 +115,8 @@ def _prepare(sr: torch.Tensor, gt: torch.Tensor, crop_border: int, test_y_channe
 
 
 @METRIC_REGISTRY.register(aliases=('psnr',))
-def calculate_psnr(sr: torch.Tensor, gt: torch.Tensor, crop_border: int = 0, test_y_channel: bool = False,
-                   input_order: str = 'HWC') -> torch.Tensor:
+def calculate_psnr(sr: torch.Tensor, gt: torch.Tensor, crop_border: int = 0,
+                   test_y_channel: bool = False) -> torch.Tensor:
     """PSNR in dB of each image of two NCHW batches in [0, 255]: float64 tensor (N,), inf if identical."""
     a, b = _prepare(sr, gt, crop_border, test_y_channel)
     mse = (a - b).square().mean(dim=(1, 2, 3))
@@ -145,8 +146,8 @@ def _ssim_map_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @METRIC_REGISTRY.register(aliases=('ssim',))
-def calculate_ssim(sr: torch.Tensor, gt: torch.Tensor, crop_border: int = 0, test_y_channel: bool = False,
-                   input_order: str = 'HWC') -> torch.Tensor:
+def calculate_ssim(sr: torch.Tensor, gt: torch.Tensor, crop_border: int = 0,
+                   test_y_channel: bool = False) -> torch.Tensor:
     """SSIM of each image of two NCHW batches in [0, 255]: float64 tensor (N,).
 
     Everything is float64: in float32 (even on mean-centred values) E[x^2] - E[x]^2 cancels badly enough
@@ -159,6 +160,7 @@ def calculate_ssim(sr: torch.Tensor, gt: torch.Tensor, crop_border: int = 0, tes
     if min(h, w) < 1:
         raise ValueError(f'SSIM needs at least 11x11 pixels after cropping, got {tuple(a.shape[-2:])}')
     step = _CPU_STRIP_ROWS if a.device.type == 'cpu' else h
-    total = sum(_ssim_map_sum(a[..., top:top + step + 10, :], b[..., top:top + step + 10, :])
-                for top in range(0, h, step))
+    strips = (_ssim_map_sum(a[..., top:top + step + 10, :], b[..., top:top + step + 10, :])
+              for top in range(0, h, step))
+    total = functools.reduce(torch.add, strips)  # h >= 1, so there is at least one strip
     return (total / (h * w)).mean(dim=1)

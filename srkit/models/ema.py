@@ -22,10 +22,11 @@ __all__ = ['ModelEMA', 'unwrap_model']
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The bare network inside DistributedDataParallel / DataParallel and torch.compile wrappers."""
     while True:
+        inner = getattr(model, '_orig_mod', None)  # torch.compile's OptimizedModule
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
-        elif isinstance(getattr(model, '_orig_mod', None), nn.Module):  # torch.compile's OptimizedModule
-            model = model._orig_mod
+        elif isinstance(inner, nn.Module):
+            model = inner
         else:
             return model
 

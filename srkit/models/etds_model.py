@@ -23,7 +23,7 @@ from torch import nn
 from srkit.core.errors import OptionError
 from srkit.core.registry import MODEL_REGISTRY
 from srkit.models.sr_model import SRModel
-from srkit.models.train_options import TrainOptions
+from srkit.models.train_options import TrainOptions as BaseTrainOptions
 
 __all__ = ['ETDSModel', 'ETDSTrainOptions', 'SROutputOnly']
 
@@ -31,7 +31,7 @@ RESIDUAL_MARK = 'residual'
 
 
 @dataclass
-class ETDSTrainOptions(TrainOptions):
+class ETDSTrainOptions(BaseTrainOptions):
     fixed_residual_model_iters: int = 0
     interpolation_loss_weight: float = 0.5
 
@@ -66,7 +66,15 @@ class SROutputOnly(nn.Module):
 class ETDSModel(SRModel):
     TrainOptions = ETDSTrainOptions
 
-    def _setup_training(self, opt: ETDSTrainOptions) -> None:
+    @property
+    def train_options(self) -> ETDSTrainOptions:
+        """``train_opt`` as the ETDSTrainOptions it is while training."""
+        if not isinstance(self.train_opt, ETDSTrainOptions):
+            raise TypeError(f'ETDSModel needs ETDSTrainOptions, got {type(self.train_opt).__name__} '
+                            '(training options exist only in a training run).')
+        return self.train_opt
+
+    def _setup_training(self, opt: BaseTrainOptions) -> None:
         self.residual_params = [p for name, p in self.net_g.named_parameters() if RESIDUAL_MARK in name]
         if not self.residual_params:
             raise OptionError(f'Option "model_type: ETDSModel" trains the two-stream ETDS; '
@@ -75,12 +83,12 @@ class ETDSModel(SRModel):
         super()._setup_training(opt)
 
     def has_frozen_phase(self) -> bool:
-        return super().has_frozen_phase() or self.train_opt.fixed_residual_model_iters > 0
+        return super().has_frozen_phase() or self.train_options.fixed_residual_model_iters > 0
 
     def set_freeze(self, current_iter: int) -> None:
         """SRModel's generic freezing, then the residual stream: frozen while iter < fixed_residual_model_iters."""
         super().set_freeze(current_iter)
-        trainable = current_iter >= self.train_opt.fixed_residual_model_iters
+        trainable = current_iter >= self.train_options.fixed_residual_model_iters
         for p in self.residual_params:
             p.requires_grad_(trainable)
 
@@ -88,7 +96,7 @@ class ETDSModel(SRModel):
         """``l_x`` = L(x + r, gt) and ``l_x_residual`` = w * L(r, gt) for each configured loss ``l_x``."""
         output, residual = self.train_net(batch['lq'])
         gt = batch['gt']
-        weight = self.train_opt.interpolation_loss_weight
+        weight = self.train_options.interpolation_loss_weight
         terms = {}
         for label, loss in self.losses:
             terms[label] = loss(output, gt)

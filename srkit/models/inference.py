@@ -4,14 +4,19 @@ Shared by validation, test.py and inference so that every path treats sizes the 
 """
 from __future__ import annotations
 
+import logging
+import weakref
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ['pad_to_multiple', 'run_padded', 'run_tiled', 'self_ensemble', 'predict']
+__all__ = ['pad_to_multiple', 'run_padded', 'run_tiled', 'self_ensemble', 'predict', 'warn_if_tiling_inexact']
 
 Net = Callable[[torch.Tensor], torch.Tensor]
+
+logger = logging.getLogger('srkit')
+_warned_tiling: weakref.WeakSet[object] = weakref.WeakSet()
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[torch.Tensor, int, int]:
@@ -58,6 +63,20 @@ def run_tiled(net: Net, x: torch.Tensor, out_scale: int, tile: int, overlap: int
                 ..., (top - in_top) * s:(bottom - in_top) * s, (left - in_left) * s:(right - in_left) * s]
     assert out is not None
     return out
+
+
+def warn_if_tiling_inexact(owner: object, tiling_exact: bool, arch_name: str, tile: int) -> None:
+    """Warn that tiling changes the output of a network whose ArchSpec says ``tiling_exact=False``.
+
+    Such a network pools or scans the whole image, so each tile sees other statistics than the whole image
+    and no overlap makes tiling exact. ``owner`` (the model or network doing the tiling) is warned about
+    once, not once per image.
+    """
+    if tile <= 0 or tiling_exact or owner in _warned_tiling:
+        return
+    _warned_tiling.add(owner)
+    logger.warning('Tiled inference (tile size %d) changes the output of %s: it pools or scans the whole image, '
+                   'so every tile sees different statistics. Use tile_size 0 for exact numbers.', tile, arch_name)
 
 
 def self_ensemble(run: Net, x: torch.Tensor) -> torch.Tensor:

@@ -75,7 +75,15 @@ class MultiScaleModel(SRModel):
         super().__init__(options, device, dist)
         self.current_scale = options.scale
         if self.train_opt is not None:
-            self._check_patch_sizes(self.train_opt.scales)
+            self._check_patch_sizes(self.train_options.scales)
+
+    @property
+    def train_options(self) -> MultiScaleTrainOptions:
+        """``train_opt`` as the MultiScaleTrainOptions it is while training."""
+        if not isinstance(self.train_opt, MultiScaleTrainOptions):
+            raise TypeError(f'MultiScaleModel needs MultiScaleTrainOptions, got {type(self.train_opt).__name__} '
+                            '(training options exist only in a training run).')
+        return self.train_opt
 
     def _check_patch_sizes(self, scales: list[int]) -> None:
         multiple = math.lcm(*scales)
@@ -86,7 +94,7 @@ class MultiScaleModel(SRModel):
                                   f'scale in train.scales {scales} (of {multiple}).')
 
     def scale_at(self, iteration: int) -> int:
-        return scale_for_iteration(self.train_opt.scales, self.options.manual_seed or 0, iteration)
+        return scale_for_iteration(self.train_options.scales, self.options.manual_seed or 0, iteration)
 
     def train_step(self, micro_batches: list[dict[str, Any]], current_iter: int) -> dict[str, float] | None:
         self.current_scale = self.scale_at(current_iter)

@@ -21,7 +21,7 @@ from srkit.config.typed_options import construct
 from srkit.core.dist import DistContext
 from srkit.core.errors import OptionError, TrainingError
 from srkit.core.registry import LOSS_REGISTRY, MODEL_REGISTRY
-from srkit.models.inference import predict
+from srkit.models.inference import predict, warn_if_tiling_inexact
 from srkit.models.train_options import TrainOptions
 from srkit.optim.schedulers import warmup_factor
 
@@ -233,20 +233,27 @@ class SRModel:
         return None
 
     # ---- inference --------------------------------------------------------------------------------------
-    def inference_network(self, use_ema: bool = True) -> nn.Module:
+    def eval_scale(self, scale: int | None = None) -> int:
+        """The scale ``predict(scale=...)`` runs at: the run's ``scale``, the only one a single-scale model has."""
+        if scale is not None and scale != self.options.scale:
+            raise OptionError(f'{type(self).__name__} is single-scale (x{self.options.scale}): '
+                              f'it cannot predict x{scale}.')
+        return self.options.scale
+
+    def inference_network(self, use_ema: bool = True, scale: int | None = None) -> nn.Module:
+        """The network ``f(x)`` that predicts at ``scale`` (a single-scale network ignores it)."""
         return self.ema.module if (use_ema and self.ema is not None) else self.net_g
 
-    @property
-    def out_scale(self) -> int:
-        return 1 if self.spec.same_size_output else self.options.scale
+    def output_scale(self, scale: int | None = None) -> int:
+        """How much larger predict's output is than its input at ``scale`` (1 for same-size models)."""
+        return 1 if self.spec.same_size_output else self.eval_scale(scale)
 
     @torch.no_grad()
     def predict(self, lq: torch.Tensor, *, scale: int | None = None, use_ema: bool = True, tile: int = 0,
                 overlap: int = 16, ensemble: bool = False) -> torch.Tensor:
-        if scale is not None and scale != self.options.scale:
-            raise OptionError(f'{type(self).__name__} is single-scale (x{self.options.scale}): '
-                              f'it cannot predict x{scale}.')
-        net = self.inference_network(use_ema)
+        scale = self.eval_scale(scale)
+        warn_if_tiling_inexact(self, self.spec.tiling_exact, self.options.network_g.type, tile)
+        net = self.inference_network(use_ema, scale)
         was_training = net.training
         net.eval()
         try:
@@ -254,7 +261,7 @@ class SRModel:
                 lq = lq.to(self.device)
                 if self.channels_last:
                     lq = lq.contiguous(memory_format=torch.channels_last)
-                out = predict(net, lq, self.out_scale, multiple=self.spec.pad_multiple,
+                out = predict(net, lq, self.output_scale(scale), multiple=self.spec.pad_multiple,
                               min_size=self.spec.min_size, tile=tile, overlap=overlap, ensemble=ensemble)
         finally:
             net.train(was_training)

@@ -41,8 +41,8 @@ def _contributions(in_len: int, out_len: int, scale: float, antialias: bool) -> 
     if scale < 1 and antialias:
         kernel_width /= scale
 
-        def kernel(d: np.ndarray) -> np.ndarray:
-            return scale * _cubic(scale * d)
+        def kernel(x: np.ndarray) -> np.ndarray:
+            return scale * _cubic(scale * x)
     else:
         kernel = _cubic
     x = np.arange(1, out_len + 1, dtype=np.float64)
@@ -88,10 +88,13 @@ def _resize_axis_numpy(img: np.ndarray, axis: int, table: tuple[np.ndarray, np.n
     indices, weights = table
     shape = [1] * img.ndim
     shape[axis] = -1
-    out = None
-    for tap in range(indices.shape[1]):  # taps in MATLAB's order, so float64 sums match it
-        term = np.take(img, indices[:, tap], axis=axis) * weights[:, tap].reshape(shape)
-        out = term if out is None else out + term
+
+    def term(tap: int) -> np.ndarray:
+        return np.take(img, indices[:, tap], axis=axis) * weights[:, tap].reshape(shape)
+
+    out = term(0)  # at least one tap is kept: every row of weights sums to 1
+    for tap in range(1, indices.shape[1]):  # taps in MATLAB's order, so float64 sums match it
+        out = out + term(tap)
     return out
 
 
@@ -105,12 +108,24 @@ def _plan(in_hw: tuple[int, int], scale: float | Sequence[float] | None,
         if min(out_hw) < 1:
             raise ValueError(f'imresize: output_shape must be positive, got {tuple(output_shape)}')
         return out_hw, (out_hw[0] / in_hw[0], out_hw[1] / in_hw[1])
-    scales = (float(scale), float(scale)) if np.isscalar(scale) else (float(scale[0]), float(scale[1]))
+    assert scale is not None  # exactly one of scale and output_shape is given
+    if isinstance(scale, (int, float, np.number)):
+        scales = (float(scale), float(scale))
+    else:
+        scales = (float(scale[0]), float(scale[1]))
     if min(scales) <= 0:
         raise ValueError(f'imresize: scale must be positive, got {scale}')
     # MATLAB's ceil(scale * size); the 1e-9 slack absorbs float noise such as 0.1 * 30 = 3.0000000000000004.
-    out_hw = tuple(max(1, math.ceil(n * s - 1e-9)) for n, s in zip(in_hw, scales))
-    return out_hw, scales
+    h, w = (max(1, math.ceil(n * s - 1e-9)) for n, s in zip(in_hw, scales))
+    return (h, w), scales
+
+
+def _passes(in_hw: tuple[int, int], scale: float | Sequence[float] | None, output_shape: Sequence[int] | None,
+            antialias: bool) -> list[tuple[int, tuple[int, int, float, bool]]]:
+    """The two 1-D resizes, smaller scale first (height first on a tie): (dimension, table key) each."""
+    out_hw, scales = _plan(in_hw, scale, output_shape)
+    order = sorted(range(2), key=lambda k: scales[k])  # stable: height first on a tie
+    return [(k, (in_hw[k], out_hw[k], scales[k], antialias)) for k in order]
 
 
 def imresize(img: Image, scale: float | Sequence[float] | None = None, output_shape: Sequence[int] | None = None,
@@ -120,31 +135,24 @@ def imresize(img: Image, scale: float | Sequence[float] | None = None, output_sh
     numpy: HWC or HW; uint8 follows MATLAB's uint8 path (bit-exact with MATLAB), floats are computed in
     float64 and returned as float64 without rounding. torch: CHW or NCHW, any float dtype, kept.
     """
-    is_torch = isinstance(img, torch.Tensor)
-    if is_torch:
+    if isinstance(img, torch.Tensor):
         if img.dim() not in (3, 4) or not img.is_floating_point():
             raise TypeError(f'imresize: torch input must be a float CHW or NCHW tensor, got '
                             f'{img.dtype} {tuple(img.shape)}')
-        axes = (img.dim() - 2, img.dim() - 1)
-    else:
-        if img.ndim not in (2, 3) or not (img.dtype == np.uint8 or np.issubdtype(img.dtype, np.floating)):
-            raise TypeError(f'imresize: numpy input must be a uint8 or float HW/HWC array, got '
-                            f'{img.dtype} {img.shape}')
-        axes = (0, 1)
-    in_hw = (img.shape[axes[0]], img.shape[axes[1]])
-    out_hw, scales = _plan(in_hw, scale, output_shape)
-    order = sorted(range(2), key=lambda k: scales[k])  # stable: height first on a tie
-    is_uint8 = not is_torch and img.dtype == np.uint8
-    out = img if is_torch else img.astype(np.float64)
-    for k in order:
-        key = (in_hw[k], out_hw[k], scales[k], antialias)
-        if is_torch:
+        out = img
+        for k, key in _passes((img.shape[-2], img.shape[-1]), scale, output_shape, antialias):
             matrix = _torch_matrix(*key, out.device, out.dtype)
             out = torch.matmul(matrix, out) if k == 0 else torch.matmul(out, matrix.T)
-        else:
-            out = _resize_axis_numpy(out, axes[k], _contributions(*key))
-            if is_uint8:
-                out = _round_uint8(out)
+        return out
+    if img.ndim not in (2, 3) or not (img.dtype == np.uint8 or np.issubdtype(img.dtype, np.floating)):
+        raise TypeError(f'imresize: numpy input must be a uint8 or float HW/HWC array, got '
+                        f'{img.dtype} {img.shape}')
+    is_uint8 = img.dtype == np.uint8
+    out = img.astype(np.float64)
+    for k, key in _passes((img.shape[0], img.shape[1]), scale, output_shape, antialias):
+        out = _resize_axis_numpy(out, k, _contributions(*key))
+        if is_uint8:
+            out = _round_uint8(out)
     return out.astype(np.uint8) if is_uint8 else out
 
 

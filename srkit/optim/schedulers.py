@@ -9,8 +9,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from typing import Any
 
+from torch import Tensor
 from torch.optim import Optimizer, lr_scheduler
 
 from srkit.core.errors import OptionError
@@ -38,7 +38,7 @@ class MultiStepRestartLR(lr_scheduler.LRScheduler):
         self.restart_weights = list(restart_weights)
         super().__init__(optimizer)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Tensor]:
         step = self.last_epoch
         weight, since = 1.0, -1  # before any restart: milestones from iteration 0 on count
         for restart, restart_weight in zip(self.restarts, self.restart_weights):
@@ -69,7 +69,7 @@ class CosineAnnealingRestartLR(lr_scheduler.LRScheduler):
         self.cumulative_periods = [sum(self.periods[:i + 1]) for i in range(len(self.periods))]
         super().__init__(optimizer)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Tensor]:
         step = self.last_epoch
         if step > self.cumulative_periods[-1]:
             return [self.eta_min for _ in self.base_lrs]

@@ -9,6 +9,7 @@ import csv
 import io
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -123,7 +124,7 @@ def read_table_csv(path: str | Path) -> list[ComplexityRow]:
     rows = []
     with open(path, newline='', encoding='utf-8') as handle:
         for record in csv.DictReader(handle):
-            values = {}
+            values: dict[str, Any] = {}
             for key, text in record.items():
                 kind = types.get(key, 'str')
                 if text == '' and 'None' in kind:

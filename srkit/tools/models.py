@@ -85,7 +85,8 @@ def load_model(model: str, *, weights: str | None = None, scale: int | None = No
     arch = options.network_g.type
     net = build_network(options)
     if weights:
-        load_pretrained(net, weights, param_key=param_key, strict=True, arch_type=arch)
+        load_pretrained(net, weights, param_key=param_key, strict=True, arch_type=arch,
+                        hint='Check that --model (or the option file) and --scale match the checkpoint.')
     elif any(True for _ in net.parameters()):
         raise OptionError(f'--model {model}: {arch} has learned parameters; give its checkpoint with --weights.')
     dev = select_device(device, source='--device')

@@ -58,7 +58,8 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[i
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', DeprecationWarning)  # the TorchScript exporter's notice
-            torch.onnx.export(net, (example,), buffer, dynamo=False, opset_version=opset,
+            # the TorchScript exporter writes to a file object; torch annotates ``f`` as a path only
+            torch.onnx.export(net, (example,), buffer, dynamo=False, opset_version=opset,  # type: ignore[arg-type]
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes=axes if dynamic_hw else None)
         onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))

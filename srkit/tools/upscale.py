@@ -22,7 +22,7 @@ from PIL import Image
 
 from srkit.core.errors import DataError, OptionError
 from srkit.data.image_io import img_to_tensor, read_image, tensor_to_img
-from srkit.models.inference import predict
+from srkit.models.inference import predict, warn_if_tiling_inexact
 from srkit.ops.imresize import imresize
 from srkit.tools.models import LoadedModel
 
@@ -76,13 +76,14 @@ def read_source(path: str | Path, *, allow_16bit: bool = False) -> SourceImage:
             raise DataError(f'{path}: the image data is truncated or corrupt ({exc}).') from None
         return SourceImage(np.ascontiguousarray(rgba[..., :3]), mode in _GREY_MODES, rgba[..., 3])
     grey = mode in _GREY_MODES or mode.startswith('I')
-    return SourceImage(read_image(path, allow_16bit=allow_16bit), grey, None)
+    return SourceImage(read_image(path, allow_16bit=allow_16bit, hint='pass --allow_16bit'), grey, None)
 
 
 @torch.no_grad()
 def super_resolve(model: LoadedModel, rgb: np.ndarray, *, tile: int = 0, overlap: int = 16, ensemble: bool = False,
                   dtype: torch.dtype | None = None) -> np.ndarray:
     """HWC uint8 RGB in, HWC uint8 RGB out: padded to the arch's multiple, optionally tiled and ensembled."""
+    warn_if_tiling_inexact(model.net, model.spec.tiling_exact, model.arch, tile)
     lq = img_to_tensor(rgb).unsqueeze(0).to(model.device)
     autocast = torch.autocast(model.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     with autocast:

@@ -98,7 +98,8 @@ def _captioned(img: Image.Image, lines: list[str]) -> Image.Image:
 
 def compose_row(panels: list[Panel], box: Box, crop_width: int = 160) -> np.ndarray:
     """One figure row (HWC uint8): the HR image with the box, then every panel's crop with its caption."""
-    box.check(*panels[0].image.shape[:2], panels[0].label)
+    hr_h, hr_w = panels[0].image.shape[:2]
+    box.check(hr_h, hr_w, panels[0].label)
     crop_height = max(1, round(crop_width * box.h / box.w))
     tiles = []
     for panel in panels:

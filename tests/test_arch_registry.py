@@ -1,0 +1,229 @@
+"""Registry-wide sweep: every registered architecture and preset, at every scale its ArchSpec allows, built
+through ``srkit.archs.create`` and checked against every claim its spec makes.
+
+Nothing here names an architecture: registering one (with its ArchSpec) is what puts it under test.
+"""
+from __future__ import annotations
+
+import inspect
+import io
+import logging
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from srkit.archs import ArchSpec, create
+from srkit.core.errors import OptionError
+from srkit.core.registry import ARCH_REGISTRY
+from srkit.models.inference import predict, warn_if_tiling_inexact
+from srkit.models.sr_model import to_channels_last
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+ANY_SCALES = (2, 3, 4)  # tried where a spec allows any scale (scales=())
+SWEEP_HW = (8, 6)  # the sweep's input (H, W), rounded up to the spec's pad_multiple and min_size
+TINY_HW = (8, 2)  # the same for networks over BIG_PARAMS parameters: 20M parameters take seconds per CPU forward
+BIG_PARAMS = 5_000_000
+EXACT_SIDES = (48, 80)  # a tiling-exact network's influence is measured on the first side it stays inside
+INEXACT_SIDE, INEXACT_SIDE_BIG = 16, 4  # enough to show an influence reaching every border, cheaply
+SEEDS = 5  # a random network ending in ReLUs can output a constant: then the next seed is tried
+NAMES = ARCH_REGISTRY.names()
+
+
+def spec_of(name: str) -> ArchSpec:
+    """The registered spec; a default one where none is declared (test_declares_a_consistent_spec reports that)."""
+    spec = ARCH_REGISTRY.meta(name)
+    return spec if isinstance(spec, ArchSpec) else ArchSpec()
+
+
+def scales_of(name: str) -> tuple[int, ...]:
+    return spec_of(name).scales or ANY_SCALES
+
+
+EVERY_SCALE = [pytest.param(name, scale, id=f'{name}-x{scale}') for name in NAMES for scale in scales_of(name)]
+FIRST_SCALE = [pytest.param(name, scales_of(name)[0], id=f'{name}-x{scales_of(name)[0]}') for name in NAMES]
+
+
+def build(name: str, scale: int, seed: int = 0) -> nn.Module:
+    """The network as the factory builds it, in eval mode, with weights drawn from ``seed``."""
+    spec = spec_of(name)
+    torch.manual_seed(seed)
+    if spec.scale_in_forward:
+        return create(name, **spec.example_args).eval()
+    return create(name, scale, **spec.example_args).eval()
+
+
+def runner(net: nn.Module, spec: ArchSpec, scale: int) -> Runner:
+    """``net`` as ``predict`` calls it: the scale given per call where the spec says so, and only the SR image
+    of a network that also returns auxiliary outputs (the first one)."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = net(x, scale) if spec.scale_in_forward else net(x)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    return run
+
+
+def count_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def out_scale(spec: ArchSpec, scale: int) -> int:
+    return 1 if spec.same_size_output else scale
+
+
+def fit(side: int, spec: ArchSpec) -> int:
+    """``side`` rounded up to the spec's pad_multiple and min_size."""
+    m = spec.pad_multiple
+    return max(-(-side // m) * m, -(-spec.min_size // m) * m)
+
+
+def build_lively(name: str, scale: int, make_input: Callable[[int], torch.Tensor]
+                 ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """(network, input, output) for the first seed whose output is not constant, so that a claim is tested
+    on something. ``make_input`` gets the parameter count (big networks get small inputs)."""
+    spec = spec_of(name)
+    for seed in range(SEEDS):
+        net = build(name, scale, seed)
+        x = make_input(count_params(net))
+        out = runner(net, spec, scale)(x)
+        if out.amax() > out.amin():
+            return net, x, out
+    pytest.fail(f'{name} x{scale}: the output is constant for seeds 0-{SEEDS - 1}; nothing can be checked')
+
+
+def seeded_rand(*shape: int) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(1234))
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_declares_a_consistent_spec(name):
+    spec = ARCH_REGISTRY.meta(name)
+    assert isinstance(spec, ArchSpec), f'{name} is registered without an ArchSpec (register(meta=ArchSpec(...)))'
+    params = inspect.signature(ARCH_REGISTRY.get(name)).parameters
+    if spec.scale_arg is not None:
+        assert spec.scale_arg in params, f'{name}: scale_arg {spec.scale_arg!r} is not a constructor argument'
+    assert not (spec.scale_in_forward and spec.scale_arg), 'the scale goes to the constructor or to forward'
+    required = {n for n, p in params.items() if p.default is p.empty
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    assert required <= set(spec.example_args), f'{name}: example_args must give {sorted(required)}'
+    assert all(spec.supports_scale(s) for s in spec.params), f'{name}: params declared for an unsupported scale'
+
+
+@pytest.mark.parametrize('name, scale', EVERY_SCALE)
+@torch.no_grad()
+def test_builds_runs_and_keeps_its_claims(name, scale):
+    spec = spec_of(name)
+    s = out_scale(spec, scale)
+
+    def make_input(params: int) -> torch.Tensor:
+        h, w = (fit(n, spec) for n in (TINY_HW if params > BIG_PARAMS else SWEEP_HW))
+        return seeded_rand(1, 3, h, w)
+
+    net, x, out = build_lively(name, scale, make_input)
+    h, w = x.shape[-2:]
+    assert out.shape == (1, 3, h * s, w * s)
+    assert torch.isfinite(out).all()
+
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = build(name, scale, seed=SEEDS)  # other weights, until the state dict replaces them
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert torch.equal(runner(fresh, spec, scale)(x), out), 'a state-dict round trip changed the output'
+
+    if spec.channels_last_safe:
+        to_channels_last(fresh)
+        out_cl = runner(fresh, spec, scale)(x.contiguous(memory_format=torch.channels_last))
+        assert (out_cl - out).abs().max() <= 1e-5, 'channels_last_safe, but channels_last changes the output'
+
+    if spec.pad_multiple > 1:  # an input that is not a multiple: predict pads, then crops back
+        odd = seeded_rand(1, 3, h + 1, w + spec.pad_multiple - 1)
+        padded = predict(runner(net, spec, scale), odd, s, multiple=spec.pad_multiple, min_size=spec.min_size)
+        assert padded.shape == (1, 3, (h + 1) * s, (w + spec.pad_multiple - 1) * s)
+
+    if scale in spec.params:
+        assert count_params(net) == spec.params[scale]
+
+
+def centre_pair(side: int) -> torch.Tensor:
+    """A random side x side input and the same input with its centre pixel bumped, as one batch."""
+    x = seeded_rand(1, 3, side, side)
+    bumped = x.clone()
+    bumped[..., side // 2, side // 2] += 1
+    return torch.cat([x, bumped])
+
+
+def measure_influence(name: str, scale: int, side: int
+                      ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, int, int]:
+    """(network, input, its output, radius, borders reached (0-4)): how far, in LR pixels, changing the centre
+    pixel of a side x side input (INEXACT_SIDE_BIG for a big network) changes the output.
+
+    Outside the receptive field the two outputs are bitwise equal (the same ops on the same numbers), so
+    any difference counts: a threshold such as 1e-6 misses both a deep network's faint edge and a change
+    that reaches the whole image through a pooled statistic.
+    """
+    spec = spec_of(name)
+    s = out_scale(spec, scale)
+
+    def make_input(params: int) -> torch.Tensor:
+        return centre_pair(fit(INEXACT_SIDE_BIG if params > BIG_PARAMS else side, spec))
+
+    net, pair, out = build_lively(name, scale, make_input)
+    n = pair.shape[-1]
+    changed = (out[0] != out[1]).any(0).view(n, s, n, s).any(3).any(1)
+    assert changed.any(), 'the centre pixel changes nothing: no radius can be measured'
+    rows, cols = changed.nonzero(as_tuple=True)
+    radius = int(torch.maximum((rows - n // 2).abs(), (cols - n // 2).abs()).max())
+    borders = sum(bool(edge.any()) for edge in (changed[0], changed[-1], changed[:, 0], changed[:, -1]))
+    return net, pair[:1], out[:1], radius, borders
+
+
+@pytest.mark.parametrize('name, scale', FIRST_SCALE)
+@torch.no_grad()
+def test_tiling_claim(name, scale, caplog):
+    """tiling_exact=True: one pixel's influence stays within a radius, and tiles that overlap by it give the
+    untiled output. False: it reaches the whole image, and tiled inference is warned about (once)."""
+    spec = spec_of(name)
+    caplog.set_level(logging.WARNING, logger='srkit')
+    if not spec.tiling_exact:
+        net, x, _, radius, borders = measure_influence(name, scale, INEXACT_SIDE)
+        assert borders == 4, f'tiling_exact=False, but the influence of one pixel stops at radius {radius}'
+        for _ in range(2):
+            warn_if_tiling_inexact(net, spec.tiling_exact, name, tile=x.shape[-1] // 2)
+        assert [r.levelno for r in caplog.records] == [logging.WARNING] and 'tile_size 0' in caplog.text
+        return
+    for side in EXACT_SIDES:
+        net, x, y, radius, borders = measure_influence(name, scale, side)
+        if not borders:
+            break
+    side = x.shape[-1]
+    assert not borders, f'tiling_exact=True, but one pixel changes the output {radius} pixels away'
+    tiled = predict(runner(net, spec, scale), x, out_scale(spec, scale), multiple=spec.pad_multiple,
+                    min_size=spec.min_size, tile=fit(side // 2, spec), overlap=fit(radius, spec))
+    assert (tiled - y).abs().max() <= 1e-5, f'tiles overlapping by the radius {radius} differ from one pass'
+    warn_if_tiling_inexact(net, spec.tiling_exact, name, tile=side // 2)
+    assert not caplog.records
+
+
+def _size_arguments(name: str) -> list[str]:
+    """Constructor arguments with an integer default: channel counts, widths, depths, the scale ..."""
+    params = inspect.signature(ARCH_REGISTRY.get(name)).parameters.values()
+    return [p.name for p in params if type(p.default) is int]
+
+
+@pytest.mark.parametrize('name', [n for n in NAMES if _size_arguments(n)])
+@pytest.mark.parametrize('bad', [0, -5])
+def test_impossible_sizes_are_the_users_mistake(name, bad):
+    """0 or -5 for a size is refused with an OptionError naming it, or builds: never a torch RuntimeError."""
+    spec = spec_of(name)
+    for arg in _size_arguments(name):
+        try:
+            if arg == spec.scale_arg:
+                create(name, bad, **spec.example_args)
+            else:
+                create(name, **{**spec.example_args, arg: bad})
+        except OptionError as exc:
+            assert arg in str(exc) or (arg == spec.scale_arg and str(bad) in str(exc)), str(exc)
