@@ -21,7 +21,8 @@ def test_demo_trains_beats_bicubic_and_test_py_evaluates(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert train.returncode == 0, train.stderr[-3000:]
     assert 'Preparing the demo dataset from scikit-image' in train.stdout
-    psnr = float(re.search(r'Validation DemoVal @ iter 400: psnr: ([\d.]+)', train.stdout).group(1))
+    validation = r'Validation DemoVal @ iter 400 \(EMA weights, decay 0\.99\): psnr: ([\d.]+)'
+    psnr = float(re.search(validation, train.stdout).group(1))
     bicubic = float(re.search(r'Validation DemoVal, bicubic baseline: psnr: ([\d.]+)', train.stdout).group(1))
     assert psnr > bicubic + 0.5, f'demo {psnr:.2f} dB vs bicubic {bicubic:.2f} dB'
 

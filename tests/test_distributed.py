@@ -5,6 +5,7 @@ ranks gives exactly the single-process numbers; a state saved by 2 processes res
 fails ends the whole job quickly with the rank's own message.
 """
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,13 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240
 
 
-def launch(script: str, opt: Path, nproc: int, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
+def launch(script: str, opt: Path, nproc: int, *extra: str, cwd: Path,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     if nproc == 1:
         cmd = [sys.executable, str(REPO / 'srkit' / script), '-opt', str(opt), *extra]
     else:
         cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}',
                str(REPO / 'srkit' / script), '-opt', str(opt), '--launcher', 'pytorch', *extra]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT,
+                          env=dict(os.environ, **(env or {})))
 
 
 @pytest.fixture
@@ -121,34 +124,23 @@ def test_a_failing_rank_ends_the_job_quickly_with_its_message(tmp_path, tiny):
 def test_a_killed_rank_ends_the_job_and_the_run_resumes(tmp_path, tiny):
     common = ['train.total_iter=16', 'logger.save_checkpoint_freq=2', 'logger.print_freq=1', 'val.val_freq=100',
               'train.grad_accumulation=1']
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-           str(REPO / 'srkit' / 'train.py'), '-opt', str(tiny), '--launcher', 'pytorch', '--force_yml', *common,
-           f'path.experiments_root={tmp_path}/killed']
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        for line in proc.stdout:  # wait until a checkpoint exists, then kill one rank
-            if 'Saved checkpoint at iteration 4' in line:
-                break
-        children = subprocess.run(['pgrep', '-f', '-P', str(proc.pid), 'train.py'], capture_output=True,
-                                  text=True).stdout.split()
-        assert len(children) == 2, children
-        subprocess.run(['kill', '-9', children[1]], check=True)
-        start = time.monotonic()
-        output = proc.communicate(timeout=TIMEOUT / 2)[0]
-        assert proc.returncode != 0
-        assert time.monotonic() - start < TIMEOUT / 2
-        assert 'SIGKILL' in output or 'Signal 9' in output or 'exitcode' in output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    killed = tmp_path / 'killed'
+    start = time.monotonic()  # rank 1 kills itself after iteration 5's step; rank 0 cannot finish iteration 6
+    run = launch('train.py', tiny, 2, '--force_yml', *common, f'path.experiments_root={killed}', cwd=tmp_path,
+                 env={'SRKIT_FAULT_POINTS': 'train_step:5', 'SRKIT_FAULT_RANK': '1'})
+    elapsed = time.monotonic() - start
+    assert run.returncode != 0
+    assert 'SIGKILL' in run.stderr, run.stderr[-3000:]  # torchrun names the rank's death
+    assert elapsed < TIMEOUT / 2, f'the job took {elapsed:.0f} s to end'
+    assert sorted(int(p.stem) for p in (killed / 'training_states').glob('*.state')) == [2, 4]
     resumed = launch('train.py', tiny, 2, '--auto_resume', '--force_yml', *common,
-                     f'path.experiments_root={tmp_path}/killed', cwd=tmp_path)
+                     f'path.experiments_root={killed}', cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert 'Resumed from' in resumed.stdout
+    assert f'Resumed from {killed}/training_states/4.state at iteration 4' in resumed.stdout
     one = launch('train.py', tiny, 1, '--force_yml', *common, 'datasets.train.batch_size_per_gpu=4',
                  f'path.experiments_root={tmp_path}/one', cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
-    assert_close(weights(tmp_path / 'killed'), weights(tmp_path / 'one'))
+    assert_close(weights(killed), weights(tmp_path / 'one'))
 
 
 def test_slurm_launcher_with_srun_environment(tmp_path, tiny):

@@ -38,7 +38,7 @@ def test_loss_is_sr_loss_plus_weighted_residual_loss_against_gt(tmp_path):
         model.net_g.conv_last.weight.zero_()
         model.net_g.conv_last.bias.fill_(0.1)
     batch = {'lq': torch.full((2, 3, 4, 4), 0.5), 'gt': torch.full((2, 3, 8, 8), 0.7)}
-    terms = {k: float(v.detach()) for k, v in model.compute_losses(batch).items()}
+    terms = {k: float(v.detach()) for k, v in model.compute_losses(batch, 1).items()}
     # x + r = 0.6 and r = 0.5 against gt 0.7: L1 0.1 / 0.2, MSE 0.01 / 0.04; residual terms weighted 0.25
     expected = {'l_pixel': 0.1, 'l_pixel_residual': 0.25 * 0.2, 'l_mse': 2.0 * 0.01,
                 'l_mse_residual': 0.25 * 2.0 * 0.04}
@@ -48,7 +48,7 @@ def test_loss_is_sr_loss_plus_weighted_residual_loss_against_gt(tmp_path):
 def test_zero_residual_weight_drops_the_residual_terms(tmp_path):
     model = ETDSModel(etds_options(tmp_path, 'train.interpolation_loss_weight=0'), CPU)
     batch = {'lq': torch.rand(1, 3, 4, 4), 'gt': torch.rand(1, 3, 8, 8)}
-    assert list(model.compute_losses(batch)) == ['l_pixel']
+    assert list(model.compute_losses(batch, 1)) == ['l_pixel']
 
 
 def test_default_residual_weight_is_one_half(tmp_path):

@@ -100,16 +100,20 @@ def _recording(monkeypatch, log):
 
     def init(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        real = self.model.train_step
+        real, real_net, used = self.model.train_step, self.model.train_net, []
+
+        def net(lq, scale):  # the scale the network was really called with
+            used.append(scale)
+            return real_net(lq, scale)
 
         def step(micro, it):
             if log.get('stop') == it:
                 raise KeyboardInterrupt
             out = real(micro, it)
-            log.setdefault('scales', []).append((it, self.model.current_scale, tuple(micro[0]['gt'].shape)))
+            log.setdefault('scales', []).append((it, used.pop(), tuple(micro[0]['gt'].shape)))
             return out
 
-        self.model.train_step = step
+        self.model.train_step, self.model.train_net = step, net
 
     monkeypatch.setattr(Trainer, '__init__', init)
 

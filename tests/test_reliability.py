@@ -1,17 +1,18 @@
 """Faults injected into real training runs: kill -9, corrupt states, code-carrying checkpoints, broken
 images, a full disk, a NaN storm. Nothing saved may be lost and no fault may go unexplained.
 
-Runs go through tests/fault_harness.py, which patches srkit from outside and runs srkit/train.py.
+Kills use srkit's named fault points (SRKIT_FAULT_POINTS, srkit/core/faults.py): a run dies at an exact place,
+so no test depends on timing. Other faults go through tests/fault_harness.py, which patches srkit from outside
+and runs srkit/train.py.
 docs/RELIABILITY.md summarises what these tests inject and what they found.
 """
 from __future__ import annotations
 
 import os
-import random
 import re
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,6 @@ from srkit.data.image_io import write_image
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO / 'tests' / 'fault_harness.py'
 TIMEOUT = 300
-KILL_SEED = 2026
 
 
 @pytest.fixture
@@ -67,52 +67,105 @@ def assert_identical(a: dict, b: dict) -> None:
             assert torch.equal(a[key][name], b[key][name]), f'{key}.{name} differs'
 
 
-# long enough that the 20 interrupted runs never reach the end (each progresses at most ~15 iterations)
-KILL_RUN = ['train.total_iter=400', 'logger.save_checkpoint_freq=2', 'val.val_freq=5', 'logger.print_freq=1']
+FAULT_PROBE = """
+from srkit.core.faults import fault_point
+for visit in range(1, 6):
+    print(visit, flush=True)
+    fault_point('validation')
+    fault_point('train_step')
+"""
 
 
-def test_kill_9_at_20_moments_then_auto_resume_is_bit_identical(tmp_path, tiny):
-    straight = run(tiny, '--force_yml', *KILL_RUN, f'path.experiments_root={tmp_path}/straight', cwd=tmp_path)
-    assert straight.returncode == 0, straight.stderr[-2000:]
+@pytest.mark.parametrize('points, env, last_visit', [
+    ('train_step:3', {}, 3),
+    ('validation:2,train_step:4', {}, 2),  # whichever comes first
+    ('train_step:9', {}, None),  # never reached
+    ('checkpoint_write:1', {}, None),  # a point this process never reaches
+    ('', {}, None),  # unset: no fault
+    ('train_step:2', {'SRKIT_FAULT_RANK': '1', 'RANK': '1'}, 2),
+    ('train_step:2', {'SRKIT_FAULT_RANK': '1', 'RANK': '0'}, None),
+    ('train_step:2', {'SRKIT_FAULT_RANK': '0'}, 2),  # no RANK: a single process, rank 0
+])
+def test_fault_point_kills_at_the_named_visit_only(points, env, last_visit):
+    environ = {k: v for k, v in os.environ.items() if k not in ('RANK', 'SRKIT_FAULT_RANK')}
+    environ.update(env, SRKIT_FAULT_POINTS=points, PYTHONPATH=str(REPO))
+    probe = subprocess.run([sys.executable, '-c', FAULT_PROBE], env=environ, capture_output=True, text=True,
+                           timeout=TIMEOUT, check=False)
+    visits = [int(v) for v in probe.stdout.split()]
+    if last_visit is None:
+        assert probe.returncode == 0 and visits == [1, 2, 3, 4, 5], probe.stderr
+    else:
+        assert probe.returncode == -signal.SIGKILL and visits == list(range(1, last_visit + 1)), probe.stderr
 
-    exp = tmp_path / 'killed'
-    rng = random.Random(KILL_SEED)
-    plan = ['write'] * 7 + ['validation'] * 6 + ['anywhere'] * 7
-    rng.shuffle(plan)
-    landed = {'write': 0, 'validation': 0, 'anywhere': 0}
-    for point in plan:
-        proc = subprocess.Popen(command(tiny, '--auto_resume', '--force_yml', *KILL_RUN,
-                                        f'path.experiments_root={exp}'),
-                                cwd=tmp_path, env=harness_env('slow_write=0.2,slow_validation=0.2'),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        marker = {'write': '@@WRITE', 'validation': '@@VALIDATION'}.get(point)
-        wanted = rng.randint(1, 3)
-        deadline = time.monotonic() + (rng.uniform(0.5, 4.0) if marker is None else TIMEOUT)
-        started = marker is not None
-        for line in proc.stdout:
-            if marker is None and not started and 'Training ' in line:
-                started, deadline = True, time.monotonic() + rng.uniform(0.2, 2.0)
-            if marker is not None and line.startswith(marker):
-                wanted -= 1
-                if wanted == 0:
-                    break
-            if marker is None and started and time.monotonic() > deadline:
-                break
-        if proc.poll() is None:
-            proc.kill()
-            landed[point] += 1
-        proc.wait(timeout=TIMEOUT)
-        state = newest_state(exp)
-        if state is not None:  # the newest checkpoint is always complete and readable
-            assert load_checkpoint_file(state)['iter'] == int(state.stem)
-    assert landed == {'write': 7, 'validation': 6, 'anywhere': 7}, landed
 
-    final = run(tiny, '--auto_resume', '--force_yml', *KILL_RUN, f'path.experiments_root={exp}', cwd=tmp_path)
-    assert final.returncode == 0, final.stderr[-2000:]
-    assert_identical(latest_weights(exp), latest_weights(tmp_path / 'straight'))
-    best = lambda root: load_checkpoint_file(root / 'training_states' / '400.state')['loop']['best']  # noqa: E731
-    assert best(exp) == best(tmp_path / 'straight')
-    assert not list((exp / 'training_states').glob('.*.tmp')) and not list((exp / 'models').glob('.*.tmp'))
+@pytest.mark.parametrize('points', ['train_step', 'train_step:0', 'train_step:x', 'trainstep:1'])
+def test_a_malformed_fault_point_is_an_error_not_silence(points):
+    environ = dict(os.environ, SRKIT_FAULT_POINTS=points, PYTHONPATH=str(REPO))
+    probe = subprocess.run([sys.executable, '-c', FAULT_PROBE], env=environ, capture_output=True, text=True,
+                           timeout=TIMEOUT, check=False)
+    assert probe.returncode == 1 and f'"{points}" is not <point>:<count' in probe.stderr
+
+
+def train(opt: Path, *extra: str, points: str = '') -> subprocess.CompletedProcess:
+    """srkit/train.py itself (no harness): kills come from srkit's own fault points."""
+    env = dict(os.environ, SRKIT_FAULT_POINTS=points, OMP_NUM_THREADS='1')
+    return subprocess.run([sys.executable, str(REPO / 'srkit' / 'train.py'), '-opt', str(opt), *extra],
+                          cwd=opt.parent, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+
+def temporaries(exp: Path) -> list[str]:
+    return sorted(p.parent.name for folder in ('models', 'training_states') for p in (exp / folder).glob('.*.tmp'))
+
+
+# Checkpoints at even iterations (network file, then training state: two checkpoint_write visits each),
+# validation at 5, 10, 15, 20 (before that iteration's checkpoint). Each run resumes the one before it.
+KILL_RUN = ['train.total_iter=20', 'logger.save_checkpoint_freq=2', 'val.val_freq=5', 'logger.print_freq=1']
+KILLS = [  # (fault point, newest training state after the kill, the temporary file the kill leaves)
+    ('checkpoint_write:1', None, ['models']),  # iteration 2's network file, before any state exists
+    ('train_step:3', 2, []),  # the next run starts afresh; killed after iteration 3's step
+    ('validation:1', 4, []),  # at 5, before the bicubic baseline; best metric updated in memory only
+    ('checkpoint_write:2', 4, ['training_states']),  # iteration 6's state, its network file complete
+    ('checkpoint_write:3', 6, ['models']),  # iteration 8's network file
+    ('train_step:4', 8, []),  # iteration 10's step, before its validation and checkpoint
+    ('validation:2', 14, []),  # at 15, the second validation of that run
+    ('checkpoint_write:4', 16, ['training_states']),  # iteration 18's state
+]
+
+
+def test_kill_9_at_named_points_then_auto_resume_is_bit_identical(tmp_path, tiny):
+    reference = tmp_path / 'straight'
+    with open(tmp_path / 'straight.log', 'w') as log:  # shares nothing with the killed runs: runs beside them
+        straight = subprocess.Popen([sys.executable, str(REPO / 'srkit' / 'train.py'), '-opt', str(tiny),
+                                     '--force_yml', *KILL_RUN, f'path.experiments_root={reference}'],
+                                    cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'), stdout=log,
+                                    stderr=subprocess.STDOUT)
+        try:
+            exp = tmp_path / 'killed'
+            resumed_from = None
+            for points, newest, left in KILLS:
+                killed = train(tiny, '--auto_resume', '--force_yml', *KILL_RUN, f'path.experiments_root={exp}',
+                               points=points)
+                assert killed.returncode == -signal.SIGKILL, (points, killed.stderr[-2000:])
+                if resumed_from is not None:
+                    assert f'Resumed from {exp}/training_states/{resumed_from}.state' in killed.stdout, points
+                state = newest_state(exp)
+                assert (int(state.stem) if state else None) == newest, points
+                if state is not None:  # the newest checkpoint is always complete and readable
+                    assert load_checkpoint_file(state)['iter'] == newest
+                assert temporaries(exp) == left, points  # and the previous kill's temporary file is gone
+                resumed_from = newest
+            final = train(tiny, '--auto_resume', '--force_yml', *KILL_RUN, f'path.experiments_root={exp}')
+            assert final.returncode == 0, final.stderr[-2000:]
+            assert f'Resumed from {exp}/training_states/{resumed_from}.state' in final.stdout
+            assert straight.wait(timeout=TIMEOUT) == 0, (tmp_path / 'straight.log').read_text()[-2000:]
+        finally:
+            if straight.poll() is None:
+                straight.kill()
+                straight.wait()
+    assert_identical(latest_weights(exp), latest_weights(reference))
+    best = [load_checkpoint_file(root / 'training_states' / '20.state')['loop']['best'] for root in (exp, reference)]
+    assert best[0] == best[1]
+    assert temporaries(exp) == []
 
 
 @pytest.mark.parametrize('damage', ['truncated', 'zero bytes', 'wrong content'])

@@ -38,6 +38,9 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, '__init__', original)
     assert (stopped / 'exp' / 'training_states' / '4.state').exists()
     assert not (stopped / 'exp' / 'training_states' / '8.state').exists()
+    log = next((stopped / 'exp').glob('train_*.log')).read_text()
+    assert ('Interrupted during iteration 7; the newest training state is '
+            f'{stopped / "exp" / "training_states" / "4.state"} (iteration 4)') in log and '--auto_resume' in log
 
     resumed = Trainer(tiny_options(stopped), DistContext(), auto_resume=True)
     assert resumed.state.iteration == 4
@@ -50,6 +53,19 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
     best_a = load_checkpoint_file(straight / 'exp' / 'training_states' / '12.state')['loop']['best']
     best_b = load_checkpoint_file(stopped / 'exp' / 'training_states' / '12.state')['loop']['best']
     assert best_a == best_b
+
+
+def test_an_interruption_before_any_checkpoint_says_nothing_was_saved(tmp_path):
+    trainer = Trainer(tiny_options(tmp_path), DistContext())
+
+    def step(micro, it):
+        raise KeyboardInterrupt
+
+    trainer.model.train_step = step
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    log = next(trainer.root.glob('train_*.log')).read_text()
+    assert 'Interrupted during iteration 1; no training state was saved yet' in log
 
 
 def test_existing_experiment_is_archived_not_overwritten(tmp_path):
@@ -68,9 +84,8 @@ def test_nan_guard_skips_then_stops_keeping_last_checkpoint(tmp_path, capsys):
     trainer = Trainer(options, DistContext())
     real = trainer.model.compute_losses
 
-    def poisoned(batch):
-        terms = real(batch)
-        it = trainer.state.iteration
+    def poisoned(batch, it):
+        terms = real(batch, it)
         if it == 2 or it >= 6:  # one isolated NaN, then a storm
             terms = {k: v * float('nan') for k, v in terms.items()}
         return terms
@@ -144,3 +159,20 @@ def test_warmup_scales_the_step_not_the_schedule(tmp_path):
         lrs.append(trainer.model.current_lr())
     assert lrs == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
     assert trainer.model.optimizer.param_groups[0]['lr'] == pytest.approx(0.01)
+
+
+def test_a_young_ema_is_validated_beside_the_raw_weights_and_each_is_labelled(tmp_path):
+    """At 0.999 the EMA of a short run is mostly its random start: both are validated and labelled; the best
+    metric follows the EMA (val.use_ema). Once the EMA is mature, only it is validated."""
+    options = tiny_options(tmp_path, ['train.total_iter=4', 'train.ema_decay=0.999', 'val.val_freq=2'])
+    trainer = Trainer(options, DistContext())
+    trainer.train()
+    log = next(trainer.root.glob('train_*.log')).read_text()
+    lines = [line for line in log.splitlines() if '@ iter 4' in line]
+    assert any('(EMA weights, decay 0.999, about 100% initial weights)' in line for line in lines)
+    raw = [line for line in lines if '(raw weights)' in line]
+    assert len(raw) == 1 and 'best' not in raw[0]
+    ema_psnr = trainer.state.best['tiny_val']['psnr']
+    assert ema_psnr[1] in (2, 4)
+    trainer.state.iteration = 10_000  # 0.999 ** 10000 ~ 5e-5 of the start is left
+    assert trainer._weights_to_validate(options.val) == [(True, 'EMA weights, decay 0.999')]

@@ -50,6 +50,8 @@ class Upsample(nn.Sequential):
 class EDSR(nn.Module):
     """EDSR with BasicSR's argument and parameter names (so BasicSR EDSR checkpoints load)."""
 
+    mean: torch.Tensor
+
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_block: int = 16,
                  upscale: int = 4, res_scale: float = 1.0, img_range: float = 255.0,
                  rgb_mean: tuple[float, float, float] | list[float] = DIV2K_RGB_MEAN) -> None:

@@ -103,10 +103,12 @@ class ETDS(nn.Module):
         for i in range(colors):
             self.conv_residual_first.weight[i, i, centre, centre] = 1
         for conv in self.residual_convs:
+            assert isinstance(conv, nn.Conv2d)
             conv.weight.zero_()
             for i in range(conv.out_channels):
                 conv.weight[i, i, centre, centre] = 1
         for conv in self.add_residual_convs:
+            assert isinstance(conv, nn.Conv2d)
             conv.weight.zero_()
         repeats = self.upscale**2
         self.conv_residual_last.weight.zero_()

@@ -184,7 +184,9 @@ class IGSample(nn.Module):
         with torch.no_grad():
             for p in self.kernel.mlp.parameters():
                 nn.init.trunc_normal_(p, std=0.01)
-            last = self.kernel.mlp[-1].weight  # (12, D/2, 1, 1): rows (x/y, RGB) offsets, then scopes
+            last_conv = self.kernel.mlp[-1]
+            assert isinstance(last_conv, nn.Conv2d)
+            last = last_conv.weight  # (12, D/2, 1, 1): rows (x/y, RGB) offsets, then scopes
             per_axis = nn.init.trunc_normal_(torch.empty(2, 1, *last.shape[1:]), std=0.01)
             last[:6] = per_axis.expand(2, 3, *last.shape[1:]).reshape(6, *last.shape[1:])
             last[6:] = 0
@@ -303,11 +305,14 @@ class IGConvSR(nn.Module):
         _replace(self.encoder, self.tail_names[0], _TailSlot(igconv, keep_features=plus))
         for name in self.tail_names[1:]:
             _replace(self.encoder, name, nn.Identity())
-        self.skip = IGSample(width, kernel_size, implicit_dim, latent_layers // 2, max_s) if plus else None
+        self.skip: IGSample | BakedIGSample | None = (
+            IGSample(width, kernel_size, implicit_dim, latent_layers // 2, max_s) if plus else None)
         self.fixed_scale: int | None = None
 
     def _slot(self) -> _TailSlot:
-        return self.encoder.get_submodule(self.tail_names[0])
+        slot = self.encoder.get_submodule(self.tail_names[0])
+        assert isinstance(slot, _TailSlot)
+        return slot
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         if self.fixed_scale is not None:
@@ -338,8 +343,9 @@ class IGConvSR(nn.Module):
             raise ValueError(f'This network is already instantiated for x{self.fixed_scale}.')
         baked = copy.deepcopy(self)
         slot = baked._slot()
+        assert isinstance(slot.upsampler, IGConv)  # not instantiated yet, so still the dynamic module
         slot.upsampler = slot.upsampler.instantiate(_check_scale(scale))
-        if baked.skip is not None:
+        if isinstance(baked.skip, IGSample):
             baked.skip = baked.skip.instantiate(scale)
         baked.fixed_scale = scale
         return baked

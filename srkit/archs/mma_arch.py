@@ -203,6 +203,8 @@ class MMA(nn.Module):
     """The MMA network. Defaults are the published model (num_feat 192, num_block 24, img_range 1, as in
     the official option files); the extra keyword arguments are the official layers' fixed values."""
 
+    mean: Tensor
+
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 192, num_block: int = 24,
                  upscale: int = 4, img_range: float = 1., rgb_mean: Sequence[float] = (0.4488, 0.4371, 0.4040),
                  d_state: int = 16, ffn_expansion_factor: float = 2.66, compress_ratio: int = 4,

@@ -18,6 +18,7 @@ import torch
 
 from srkit.core.atomic import TEMP_SUFFIX, atomic_file
 from srkit.core.errors import CheckpointError
+from srkit.core.faults import fault_point
 
 __all__ = ['WRAPPER_KEYS', 'atomic_save', 'load_checkpoint_file', 'extract_state_dict', 'find_resume_state',
            'training_state_path', 'network_path', 'remove_stale_temporaries']
@@ -39,7 +40,11 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     torch.save(obj, buffer)
     try:
         with atomic_file(path, durable=True) as handle:
-            handle.write(buffer.getbuffer())
+            data = buffer.getbuffer()
+            handle.write(data[:len(data) // 2])
+            handle.flush()
+            fault_point('checkpoint_write')  # a kill here leaves half a temporary file, never half a checkpoint
+            handle.write(data[len(data) // 2:])
     except OSError as exc:
         reason = 'the disk is full' if exc.errno == 28 else exc.strerror or str(exc)
         raise CheckpointError(f'Could not write checkpoint {path}: {reason}. '

@@ -26,6 +26,8 @@ _META_LINE = re.compile(r'^(?P<name>.+?)\s+\((?P<h>\d+),\s*(?P<w>\d+),\s*(?P<c>\
 
 class FileBackend(Protocol):
     root: Path
+    decoded_cache: dict[str, np.ndarray] | None  # key -> decoded image, when open_backend caches them
+    allow_16bit: bool  # decode 16-bit images as their high byte instead of refusing them
 
     def keys(self) -> list[str]:
         """Every key, sorted."""
@@ -76,7 +78,8 @@ def read_meta_info(path: str | Path) -> list[str]:
 class DiskBackend:
     """Images in one folder (not recursive); keys are file names with their extension."""
 
-    decoded_cache: dict[tuple[str, bool], np.ndarray] | None = None
+    decoded_cache: dict[str, np.ndarray] | None = None
+    allow_16bit: bool = False
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -113,7 +116,8 @@ _ENVIRONMENTS: dict[tuple[int, str], Any] = {}
 class LmdbBackend:
     """A BasicSR LMDB; the environment opens lazily, once per process (DataLoader workers included)."""
 
-    decoded_cache: dict[tuple[str, bool], np.ndarray] | None = None
+    decoded_cache: dict[str, np.ndarray] | None = None
+    allow_16bit: bool = False
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -213,10 +217,10 @@ def load_image(backend: FileBackend, key: str) -> np.ndarray:
     Cached images are returned read-only, so a transform that writes in place fails loudly instead of
     corrupting the cache.
     """
-    cache = getattr(backend, 'decoded_cache', None)
+    cache = backend.decoded_cache
     if cache is not None and key in cache:
         return cache[key]
-    img = decode_image(backend.get(key), backend.describe(key), allow_16bit=getattr(backend, 'allow_16bit', False),
+    img = decode_image(backend.get(key), backend.describe(key), allow_16bit=backend.allow_16bit,
                        hint='set io_backend: {allow_16bit: true} in this dataset\'s options')
     if cache is not None:
         img.setflags(write=False)

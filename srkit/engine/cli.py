@@ -40,7 +40,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
         _report(f'srkit: error: {exc}', f'error: {exc}')
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
-        print('srkit: interrupted; the last saved checkpoint is intact.', file=sys.stderr)
+        print('srkit: interrupted (the log above says what was saved).', file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception:  # noqa: BLE001 - the last resort: every other exception is srkit's own bug
         trace = traceback.format_exc()

@@ -7,6 +7,7 @@ stopped and resumed ends bit-identical to the same run uninterrupted.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from srkit.config.options import DatasetOptions, Options, dump_options
+from srkit.config.options import Options, ValOptions, dump_options
 from srkit.core.checkpoint import (
     atomic_save,
     find_resume_state,
@@ -25,8 +26,9 @@ from srkit.core.checkpoint import (
 )
 from srkit.core.dist import DistContext, all_gather_objects, barrier, broadcast_object, select_device
 from srkit.core.errors import CheckpointError, OptionError
+from srkit.core.faults import fault_point
 from srkit.core.logger import ProgressLog, TensorboardWriter, setup_logger
-from srkit.core.registry import DATASET_REGISTRY, MODEL_REGISTRY
+from srkit.core.registry import MODEL_REGISTRY
 from srkit.data.loader import build_dataloader, build_dataset
 from srkit.data.prefetchers import build_prefetcher
 from srkit.engine.experiment import (
@@ -42,6 +44,7 @@ from srkit.models.evaluator import EvalResult, bicubic_predictor, evaluate
 __all__ = ['Trainer', 'run_device']
 
 logger = logging.getLogger('srkit')
+YOUNG_EMA = 0.05  # validate the raw weights too while more than this share of the EMA is its initialisation
 
 
 def run_device(options: Options, dist: DistContext) -> torch.device:
@@ -123,7 +126,7 @@ class Trainer:
                                        enlarge_ratio=entry.loader.dataset_enlarge_ratio,
                                        num_replicas=self.dist.world_size, rank=self.dist.rank)
         self.train_loader = build_dataloader(self.train_set, entry.loader, self.sampler, 'train', self.seed)
-        self.val_sets = [(e.name, build_dataset(e), e.args.get('scale', self.options.scale))
+        self.val_sets = [(e, build_dataset(e), e.args.get('scale', self.options.scale))
                          for e in self.options.datasets_of('val')]
         batch = entry.loader.batch_size_per_gpu
         logger.info('Training set %s: %d images, %d per epoch per rank (batch %d per process x %d processes, '
@@ -170,6 +173,7 @@ class Trainer:
                         continue
                     self.state.iteration += 1
                     losses = self.model.train_step(micro, self.state.iteration)
+                    fault_point('train_step')
                     micro = []
                     self._after_step(losses, progress)
                     if self.state.iteration >= total:
@@ -177,6 +181,9 @@ class Trainer:
                 else:
                     self.state.epoch += 1
                     self.state.consumed_global = 0
+        except KeyboardInterrupt:
+            self._log_interruption()
+            raise
         finally:
             progress.close()
         if self.state.iteration % opt.logger.save_checkpoint_freq:
@@ -188,6 +195,17 @@ class Trainer:
                            '\n  '.join(skipped))
         logger.info('Training finished: %d iterations.', self.state.iteration)
         self.tb.close()
+
+    def _log_interruption(self) -> None:
+        """Say where an interrupted run stands: what is saved, and how to continue."""
+        found = find_resume_state(self.root) if self.dist.is_main else None
+        if found is None:
+            logger.error('Interrupted during iteration %d; no training state was saved yet, so a new run starts over.',
+                         self.state.iteration)
+        else:
+            logger.error('Interrupted during iteration %d; the newest training state is %s (iteration %d). Continue '
+                         'from it with the same command plus --auto_resume.', self.state.iteration, found[0],
+                         found[1]['iter'])
 
     def _after_step(self, losses: dict[str, float] | None, progress: ProgressLog) -> None:
         """Log, validate, then checkpoint: a state saved at iteration N includes N's validation, so a run
@@ -204,44 +222,71 @@ class Trainer:
             self.save()
 
     # ---- validation -------------------------------------------------------------------------------------
+    def _weights_to_validate(self, val: ValOptions) -> list[tuple[bool, str]]:
+        """(use_ema, label) of each set of weights to validate, the one whose best metrics are kept first.
+
+        A young EMA is mostly its random initialisation (decay ** iteration of it is left: 37% after 1000
+        iterations at 0.999), so its numbers say little about training: the raw weights are validated too.
+        """
+        ema = self.model.ema if val.use_ema else None
+        if ema is None:
+            return [(False, 'weights')]
+        initial = ema.decay ** self.state.iteration
+        label = f'EMA weights, decay {ema.decay}'
+        if initial < YOUNG_EMA:
+            return [(True, label)]
+        return [(True, f'{label}, about {initial:.0%} initial weights'), (False, 'raw weights')]
+
     def validate(self) -> list[EvalResult]:
         val = self.options.val
+        assert val is not None, 'validate() runs only when the val section is given'
         it = self.state.iteration
         results = []
-        for name, dataset, scale in self.val_sets:
-            save_dir = self.root / 'visualization' / name if val.save_img and self.dist.is_main else None
-            result = evaluate(
-                lambda lq: self.model.predict(lq, scale=scale, use_ema=val.use_ema, tile=val.tile_size,
-                                              overlap=val.tile_overlap, ensemble=val.self_ensemble),
-                dataset, name, val.metrics, self.dist, save_dir=save_dir, suffix=str(it),
-                crop_border=scale if self.model.multi_scale else None)
-            results.append(result)
-            self._log_validation(result)
+        for entry, dataset, scale in self.val_sets:
+            name = entry.name
+            for index, (use_ema, label) in enumerate(self._weights_to_validate(val)):
+                save_dir = (self.root / 'visualization' / name if val.save_img and self.dist.is_main and index == 0
+                            else None)
+                predict = functools.partial(self.model.predict, scale=scale, use_ema=use_ema, tile=val.tile_size,
+                                            overlap=val.tile_overlap, ensemble=val.self_ensemble)
+                result = evaluate(predict, dataset, name, val.metrics, self.dist, save_dir=save_dir, suffix=str(it),
+                                  crop_border=scale if self.model.multi_scale else None, loader=entry.loader)
+                self._log_validation(result, label, keep_best=index == 0)
+                if index == 0:
+                    results.append(result)
+            fault_point('validation')
             if self.tb.writer is not None:
                 sample = dataset[0]
                 sr = self.model.predict(sample['lq'].unsqueeze(0), scale=scale, use_ema=val.use_ema,
                                         tile=val.tile_size, overlap=val.tile_overlap)
                 self.tb.image(f'val/{name}/{Path(str(sample.get("lq_path", "0"))).stem}', sr[0].clamp(0, 1).cpu(), it)
-            if name not in self.bicubic_logged and self.model.out_scale > 1:
+            if name not in self.bicubic_logged and self.model.output_scale(scale) > 1:
                 self.bicubic_logged.add(name)
-                baseline = evaluate(bicubic_predictor(self.model.out_scale), dataset, name, val.metrics, self.dist,
-                                    crop_border=scale if self.model.multi_scale else None)
+                baseline = evaluate(bicubic_predictor(self.model.output_scale(scale)), dataset, name, val.metrics,
+                                    self.dist, crop_border=scale if self.model.multi_scale else None,
+                                    loader=entry.loader)
                 logger.info('Validation %s, bicubic baseline: %s', name,
                             '; '.join(f'{k}: {v:.4f}' for k, v in baseline.mean.items()))
         return results
 
-    def _log_validation(self, result: EvalResult) -> None:
+    def _log_validation(self, result: EvalResult, label: str, keep_best: bool) -> None:
+        """Log the means, saying which weights were validated; the best values are kept for ``keep_best``."""
+        assert self.options.val is not None
         it = self.state.iteration
         best = self.state.best.setdefault(result.dataset, {})
         parts = []
         for key, value in result.mean.items():
+            if not keep_best:
+                parts.append(f'{key}: {value:.4f}')
+                self.tb.scalars({f'val_raw/{result.dataset}/{key}': value}, it)
+                continue
             higher = self.options.val.metrics[key].args.get('better', 'higher') == 'higher'
             previous = best.get(key)
             if previous is None or (value > previous[0] if higher else value < previous[0]):
                 best[key] = [value, it]
             parts.append(f'{key}: {value:.4f} (best {best[key][0]:.4f} @ {best[key][1]})')
             self.tb.scalars({f'val/{result.dataset}/{key}': value}, it)
-        logger.info('Validation %s @ iter %d: %s', result.dataset, it, '; '.join(parts))
+        logger.info('Validation %s @ iter %d (%s): %s', result.dataset, it, label, '; '.join(parts))
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def _save_network(self, label: int | str) -> None:

@@ -92,7 +92,7 @@ class ETDSModel(SRModel):
         for p in self.residual_params:
             p.requires_grad_(trainable)
 
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def compute_losses(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
         """``l_x`` = L(x + r, gt) and ``l_x_residual`` = w * L(r, gt) for each configured loss ``l_x``."""
         output, residual = self.train_net(batch['lq'])
         gt = batch['gt']

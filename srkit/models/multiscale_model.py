@@ -73,7 +73,6 @@ class MultiScaleModel(SRModel):
 
     def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
         super().__init__(options, device, dist)
-        self.current_scale = options.scale
         if self.train_opt is not None:
             self._check_patch_sizes(self.train_options.scales)
 
@@ -96,13 +95,10 @@ class MultiScaleModel(SRModel):
     def scale_at(self, iteration: int) -> int:
         return scale_for_iteration(self.train_options.scales, self.options.manual_seed or 0, iteration)
 
-    def train_step(self, micro_batches: list[dict[str, Any]], current_iter: int) -> dict[str, float] | None:
-        self.current_scale = self.scale_at(current_iter)
-        return super().train_step(micro_batches, current_iter)
-
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        gt = batch['gt']
-        output = self.train_net(bicubic_downscale(gt, self.current_scale), self.current_scale)
+    def compute_losses(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
+        """The loss at this iteration's scale, on LR made from the HR batch."""
+        gt, scale = batch['gt'], self.scale_at(iteration)
+        output = self.train_net(bicubic_downscale(gt, scale), scale)
         return {label: loss(output, gt) for label, loss in self.losses}
 
     # ---- inference --------------------------------------------------------------------------------------

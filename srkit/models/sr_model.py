@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import logging
+import operator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -21,8 +24,9 @@ from srkit.config.typed_options import construct
 from srkit.core.dist import DistContext
 from srkit.core.errors import OptionError, TrainingError
 from srkit.core.registry import LOSS_REGISTRY, MODEL_REGISTRY
+from srkit.models.ema import ModelEMA
 from srkit.models.inference import predict, warn_if_tiling_inexact
-from srkit.models.train_options import TrainOptions
+from srkit.models.train_options import TrainOptions as BaseTrainOptions
 from srkit.optim.schedulers import warmup_factor
 
 __all__ = ['SRModel', 'build_network', 'to_channels_last']
@@ -49,7 +53,7 @@ def build_network(options: Options) -> nn.Module:
 
 @MODEL_REGISTRY.register()
 class SRModel:
-    TrainOptions = TrainOptions
+    TrainOptions: ClassVar[type[BaseTrainOptions]] = BaseTrainOptions  # the train: schema; subclasses extend it
     # True for models whose network serves several scales: datasets may then set their own ``scale``, and
     # validation and test pass it to ``predict`` and use it as every metric's crop_border.
     multi_scale: ClassVar[bool] = False
@@ -71,16 +75,23 @@ class SRModel:
         self.channels_last = self.spec.channels_last_safe and wanted
         if self.channels_last:
             to_channels_last(self.net_g)
-        self.train_opt: TrainOptions | None = options.train if options.is_train else None
-        self.ema = None
+        self.train_opt: BaseTrainOptions | None = options.train if options.is_train else None
+        self.ema: ModelEMA | None = None
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
         self.nonfinite_total = 0
         self.nonfinite_streak = 0
         if self.train_opt is not None:
             self._setup_training(self.train_opt)
 
+    @property
+    def train_options(self) -> BaseTrainOptions:
+        """The ``train:`` options; only a model built for training has them."""
+        if self.train_opt is None:
+            raise TypeError(f'{type(self).__name__} was built for evaluation: it has no training options.')
+        return self.train_opt
+
     # ---- set-up -----------------------------------------------------------------------------------------
-    def _setup_training(self, opt: TrainOptions) -> None:
-        from srkit.models.ema import ModelEMA
+    def _setup_training(self, opt: BaseTrainOptions) -> None:
         from srkit.optim.optimizers import build_optimizer
         from srkit.optim.schedulers import get_scheduler_class
 
@@ -102,10 +113,10 @@ class SRModel:
         if self.amp_dtype is torch.float16 and not self.spec.fp16_safe:
             raise OptionError(f'Option "train.amp: fp16": {self.options.network_g.type} is not fp16-safe; use bf16.')
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp_dtype is torch.float16)
-        self.train_net = self.net_g
+        self.train_net: Callable[..., Any] = self.net_g
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == 'cuda' else None
-            self.train_net = nn.parallel.DistributedDataParallel(
+            self.ddp = self.train_net = nn.parallel.DistributedDataParallel(
                 self.net_g, device_ids=ids,
                 find_unused_parameters=self.options.find_unused_parameters or self.has_frozen_phase())
         if opt.compile:
@@ -132,7 +143,7 @@ class SRModel:
     def set_freeze(self, current_iter: int) -> None:
         """Freeze the matched parameters for the first ``freeze_iters`` iterations (e.g. train a new tail first)."""
         if self.frozen:
-            frozen = current_iter <= self.train_opt.freeze_iters
+            frozen = current_iter <= self.train_options.freeze_iters
             for p in self.frozen:
                 p.requires_grad_(not frozen)
 
@@ -156,8 +167,8 @@ class SRModel:
             out[key] = value
         return out
 
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Named loss terms for one micro-batch; the step sums them."""
+    def compute_losses(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
+        """Named loss terms for one micro-batch of ``iteration``; the step sums them."""
         output = self.train_net(batch['lq'])
         return {label: loss(output, batch['gt']) for label, loss in self.losses}
 
@@ -167,19 +178,18 @@ class SRModel:
         A non-finite loss or gradient norm skips the step (no parameter, EMA or scheduler change). After
         ``max_nonfinite_steps`` consecutive skips training stops with TrainingError.
         """
-        opt = self.train_opt
+        opt = self.train_options
         self.set_freeze(current_iter)
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         finite = True
         for index, batch in enumerate(micro_batches):
             batch = self.to_device(batch)
-            sync = (contextlib.nullcontext() if index == len(micro_batches) - 1 or not self.dist.distributed
-                    else self.train_net.no_sync())
-            with sync:
+            last = index == len(micro_batches) - 1
+            with contextlib.nullcontext() if last or self.ddp is None else self.ddp.no_sync():
                 with self.autocast():
-                    terms = self.compute_losses(batch)
-                total = sum(terms.values())
+                    terms = self.compute_losses(batch, current_iter)
+                total = functools.reduce(operator.add, terms.values())
                 finite = finite and bool(torch.isfinite(total))
                 self.scaler.scale(total / len(micro_batches)).backward()
             for key, value in terms.items():
@@ -193,7 +203,8 @@ class SRModel:
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
             finite = bool(flag.item() > 0)
         if not finite:
-            return self._skip_step(current_iter, totals)
+            self._skip_step(current_iter, totals)
+            return None
         self.nonfinite_streak = 0
         self._optimizer_step(warmup_factor(current_iter, opt.warmup_iter))
         if self.scheduler is not None:
@@ -221,7 +232,7 @@ class SRModel:
         self.optimizer.zero_grad(set_to_none=True)
         self.nonfinite_total += 1
         self.nonfinite_streak += 1
-        limit = self.train_opt.max_nonfinite_steps
+        limit = self.train_options.max_nonfinite_steps
         losses = ', '.join(f'{k}={v}' for k, v in totals.items())
         logger.warning('Iteration %d: non-finite loss or gradient (%s); step skipped (%d in a row, %d in total, '
                        'limit %d in a row).', current_iter, losses, self.nonfinite_streak, self.nonfinite_total, limit)
@@ -230,7 +241,6 @@ class SRModel:
                                 f'steps had non-finite losses or gradients (train.max_nonfinite_steps = {limit}). '
                                 'Lower the learning rate or enable train.grad_clip_norm; the last saved checkpoint '
                                 'is intact.')
-        return None
 
     # ---- inference --------------------------------------------------------------------------------------
     def eval_scale(self, scale: int | None = None) -> int:
