@@ -10,7 +10,6 @@ unless --force is given.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from srkit.archs.etds_convert import convert_etds, etds_hyperparams, save_params
 from srkit.core.checkpoint import extract_state_dict, load_checkpoint_file
 from srkit.core.errors import CheckpointError, DataError, SrkitError
 from srkit.core.registry import ARCH_REGISTRY
+from srkit.engine.cli import run_entry_point
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,18 +88,13 @@ def convert_file(args: argparse.Namespace) -> dict[str, int]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        if args.output.exists() and not args.force:
-            raise CheckpointError(f'{args.output} exists; pass --force to replace it.')
-        found = convert_file(args)
-    except SrkitError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
+    if args.output.exists() and not args.force:
+        raise CheckpointError(f'{args.output} exists; pass --force to replace it.')
+    found = convert_file(args)
     print(f'wrote {args.output} (ETDSForInference, ' + ', '.join(f'{k}={v}' for k, v in found.items()) + ')')
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_entry_point(main)

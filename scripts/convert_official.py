@@ -12,7 +12,6 @@ The output is written atomically and never replaces an existing file unless --fo
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -20,7 +19,8 @@ import torch
 from srkit.archs import create
 from srkit.archs.weights import adapt_official_state_dict, check_state_dict
 from srkit.core.checkpoint import atomic_save, extract_state_dict, load_checkpoint_file
-from srkit.core.errors import CheckpointError, SrkitError
+from srkit.core.errors import CheckpointError
+from srkit.engine.cli import run_entry_point
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,20 +42,15 @@ def convert(arch: str, scale: int, source: Path) -> dict[str, torch.Tensor]:
     return {key: state[key].detach().clone().contiguous() for key in net.state_dict()}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        if args.output.exists() and not args.force:
-            raise CheckpointError(f'{args.output} exists; pass --force to replace it.')
-        params = convert(args.arch, args.scale, args.input)
-        atomic_save({'params': params}, args.output)
-    except SrkitError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
+    if args.output.exists() and not args.force:
+        raise CheckpointError(f'{args.output} exists; pass --force to replace it.')
+    params = convert(args.arch, args.scale, args.input)
+    atomic_save({'params': params}, args.output)
     print(f'wrote {args.output}: {args.arch} x{args.scale}, {len(params)} tensors '
           f'({sum(v.numel() for v in params.values()):,} values)')
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_entry_point(main)

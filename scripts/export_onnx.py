@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ import torch
 from srkit.archs import create
 from srkit.archs.weights import load_pretrained
 from srkit.core.errors import SrkitError
+from srkit.engine.cli import run_entry_point
 from srkit.tools.onnx_export import export_onnx, verify_onnx
 
 
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--output', required=True, type=Path, help='the .onnx file to write')
     parser.add_argument('--height', type=int, default=64, help='example input height')
     parser.add_argument('--width', type=int, default=64, help='example input width')
-    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset version (default 17)')
     parser.add_argument('--static', action='store_true', help='fix the input size to --height x --width')
     parser.add_argument('--param-key', help="checkpoint entry to load (default: 'params_ema', else 'params', "
                         'else the file is a raw state dict)')
@@ -64,16 +64,11 @@ def export(args: argparse.Namespace) -> float:
     return diff
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        diff = export(args)
-    except SrkitError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
+    diff = export(args)
     print(f'wrote {args.output}; onnxruntime matches PyTorch within {diff:.2e}')
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_entry_point(main)

@@ -1,20 +1,31 @@
-"""Regenerate docs/OPTIONS.md from the option dataclasses and registered components."""
+"""Regenerate docs/OPTIONS.md from the option dataclasses and registered components.
+
+    python scripts/gen_options_doc.py                    # writes docs/OPTIONS.md
+    python scripts/gen_options_doc.py --output /tmp/OPTIONS.md
+"""
+from __future__ import annotations
+
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from srkit.config.options_doc import options_markdown
+from srkit.engine.cli import run_entry_point
 
-from srkit.config.options_doc import options_markdown  # noqa: E402
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / 'docs' / 'OPTIONS.md'
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--output', default=str(Path(__file__).resolve().parents[1] / 'docs' / 'OPTIONS.md'))
-    args = parser.parse_args()
-    Path(args.output).write_text(options_markdown(), encoding='utf-8')
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--output', type=Path, default=DEFAULT_OUTPUT,
+                        help="the Markdown file to write (default: this repository's docs/OPTIONS.md)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    args.output.write_text(options_markdown(), encoding='utf-8')
     print(f'wrote {args.output}')
 
 
 if __name__ == '__main__':
-    main()
+    run_entry_point(main)

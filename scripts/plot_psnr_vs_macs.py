@@ -1,7 +1,7 @@
 """PSNR vs Multi-Adds with bubble area = params, from test.py's results.json files.
 
     python scripts/plot_psnr_vs_macs.py results/zoo --dataset Set5 --scale 4 --out figures/set5_x4.png
-    python scripts/plot_psnr_vs_macs.py results/*/results.json --complexity table.csv --dataset Set14 --scale 2 \
+    python scripts/plot_psnr_vs_macs.py results/*/results.json --complexity table.csv --dataset Set14 --scale 2 \\
         --out figures/set14_x2.png
 
 Params and Multi-Adds (1280x720 output) come from --complexity (a CSV of scripts/complexity.py); rows it
@@ -24,11 +24,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--complexity', type=Path, help='CSV written by scripts/complexity.py')
     parser.add_argument('--dataset', required=True, help='e.g. Set5')
     parser.add_argument('--scale', type=int, help='keep runs of this scale only')
-    parser.add_argument('--metric', default='psnr')
+    parser.add_argument('--metric', default='psnr', help='the y axis: a metric of the results, e.g. psnr, ssim')
     parser.add_argument('--log-x', action=argparse.BooleanOptionalAction, default=None,
                         help='logarithmic Multi-Adds axis (default: when they span more than 20x)')
-    parser.add_argument('--title', default='')
-    parser.add_argument('--out', type=Path, required=True)
+    parser.add_argument('--title', default='', help='figure title (default: "<dataset> x<scale>: PSNR vs Multi-Adds")')
+    parser.add_argument('--out', type=Path, required=True, help='the image to write (.png, .pdf, .svg)')
     return parser.parse_args(argv)
 
 

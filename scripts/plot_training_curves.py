@@ -19,8 +19,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('source', type=Path, help='experiments/<name>/ or one of its train_*.log files')
     parser.add_argument('--tensorboard', action='store_true', help='read <source>/tb_logger events, not the log')
-    parser.add_argument('--title', default='')
-    parser.add_argument('--out', type=Path, required=True)
+    parser.add_argument('--title', default='', help="figure title (default: the run folder's name)")
+    parser.add_argument('--out', type=Path, required=True, help='the image to write (.png, .pdf, .svg)')
     return parser.parse_args(argv)
 
 

@@ -1,7 +1,7 @@
 """Side-by-side crops of HR, bicubic and each model's output with PSNR / SSIM: an SR paper's visual figure.
 
-    python scripts/visual_compare.py --hr ../shared/data/Set14/HR/barbara.png --scale 4 --box 380 40 120 90 \
-        --model IMDN IMDN ../shared/weights/IMDN/IMDN_x4.pth \
+    python scripts/visual_compare.py --hr ../shared/data/Set14/HR/barbara.png --scale 4 --box 380 40 120 90 \\
+        --model IMDN IMDN ../shared/weights/IMDN/IMDN_x4.pth \\
         --model EIMN-A options/test/EIMN/test_EIMN_A_x4.yml --out figures/barbara_x4.png
 
 --hr takes one or more images (a row each); --lr gives their LR images in the same order, else LR is made
@@ -25,13 +25,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--hr', nargs='+', required=True, type=Path, help='HR images, one figure row each')
     parser.add_argument('--lr', nargs='+', type=Path, help='their LR images (default: MATLAB bicubic of HR)')
-    parser.add_argument('--scale', type=int, required=True)
-    parser.add_argument('--box', nargs=4, type=int, action='append', required=True, metavar=('X', 'Y', 'W', 'H'))
-    parser.add_argument('--model', nargs='+', action='append', default=[], metavar='LABEL MODEL [WEIGHTS]')
+    parser.add_argument('--scale', type=int, required=True, help='upscaling factor')
+    parser.add_argument('--box', nargs=4, type=int, action='append', required=True, metavar=('X', 'Y', 'W', 'H'),
+                        help='the region to enlarge, in HR pixels: once for every image, or once per image')
+    parser.add_argument('--model', nargs='+', action='append', default=[], metavar='LABEL MODEL [WEIGHTS]',
+                        help='a column: its caption, an architecture (with WEIGHTS) or an option file; repeatable')
     parser.add_argument('--out', type=Path, required=True, help='the PNG to write')
     parser.add_argument('--crop-width', type=int, default=160, help='width of each enlarged crop in pixels')
     parser.add_argument('--tile', type=int, default=0, help='run models tile by tile (LR pixels)')
-    parser.add_argument('--device', default='auto')
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--force', action='store_true', help='replace --out if it exists')
     return parser.parse_args(argv)
 

@@ -173,9 +173,31 @@ def test_a_missing_set_is_found_before_anything_is_scored_or_written(tmp_path):
 
 
 def test_a_set_failing_while_scored_keeps_the_tables_of_the_sets_before_it(tmp_path):
-    (tmp_path / 'c').mkdir()
-    (tmp_path / 'c' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 40)
+    make_images(tmp_path / 'c', 1)
+    data = (tmp_path / 'c' / 'img00.png').read_bytes()
+    (tmp_path / 'c' / 'zz_truncated.png').write_bytes(data[:len(data) // 2])  # a sound header: found when scored
     result = run('test.py', _three_set_test_file(tmp_path, 'c'), cwd=tmp_path)
-    assert_clean_failure(result, 'test set setC (datasets.test_3) failed', 'broken.png', 'setA, setB are in')
+    assert_clean_failure(result, 'test set setC (datasets.test_3) failed', 'zz_truncated.png', 'setA, setB are in')
     tables = (tmp_path / 'results' / 'results.md').read_text()
     assert '| setA |' in tables and '| setB |' in tables and 'setC' not in tables
+
+
+@pytest.mark.parametrize('crop_border', [-2, 300])
+def test_a_metric_that_cannot_work_is_refused_before_the_first_step(tmp_path, tiny_yml, crop_border):
+    result = run('train.py', tiny_yml, '--force_yml', f'val.metrics.psnr.crop_border={crop_border}',
+                 f'path.experiments_root={tmp_path / "exp"}', cwd=tmp_path)
+    assert_clean_failure(result, 'val.metrics.psnr', f'crop_border {crop_border}', 'tiny_val')
+    assert not list((tmp_path / 'exp').glob('training_states/*.state'))
+    assert 'Training tiny' not in result.stdout  # refused before the loop started
+
+
+def test_a_validation_that_fails_late_keeps_the_iterations_done(tmp_path, tiny_yml):
+    """An image that breaks only when validated (decodable header, truncated data) stops the run at the first
+    validation; the training state of that iteration is saved first, so nothing trained is lost."""
+    valid = next((tmp_path / 'val').glob('*.png'))
+    data = valid.read_bytes()
+    (tmp_path / 'val' / 'zz_truncated.png').write_bytes(data[:len(data) // 2])
+    result = run('train.py', tiny_yml, '--force_yml', 'train.total_iter=8', 'val.val_freq=3',
+                 'logger.save_checkpoint_freq=100', f'path.experiments_root={tmp_path / "exp"}', cwd=tmp_path)
+    assert_clean_failure(result, 'zz_truncated.png')
+    assert [p.name for p in (tmp_path / 'exp' / 'training_states').iterdir()] == ['3.state']

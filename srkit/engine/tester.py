@@ -22,9 +22,9 @@ from srkit.core.registry import MODEL_REGISTRY
 from srkit.data.loader import build_dataset
 from srkit.engine.experiment import archive_existing, prepare_folder, timestamp
 from srkit.engine.trainer import run_device
-from srkit.models.evaluator import EvalResult, evaluate
+from srkit.models.evaluator import EvalResult, check_metrics, evaluate
 
-__all__ = ['run_test', 'results_markdown', 'write_results', 'read_results', 'ResultsSummary']
+__all__ = ['run_test', 'results_markdown', 'format_metric', 'write_results', 'read_results', 'ResultsSummary']
 
 logger = logging.getLogger('srkit')
 
@@ -40,6 +40,10 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
     model = MODEL_REGISTRY.get(options.model_type)(options, run_device(options, dist), dist)
     entries = options.datasets_of('test') + options.datasets_of('val')
     datasets = [build_dataset(entry) for entry in entries]
+    val = options.val or ValOptions()
+    for entry, dataset in zip(entries, datasets):
+        check_metrics(val.metrics, dataset, entry.name,
+                      crop_border=entry.args.get('scale', options.scale) if model.multi_scale else None)
     if dist.is_main:
         archived = archive_existing(root)
         prepare_folder(root)
@@ -47,7 +51,6 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
         if archived:
             logger.info('A results folder %s existed; it was moved to %s.', root, archived)
         (root / 'options.yml').write_text(dump_options(options), encoding='utf-8')
-    val = options.val or ValOptions()
     results: list[EvalResult] = []
     try:
         for entry, dataset in zip(entries, datasets):
@@ -74,7 +77,7 @@ def _score(model: Any, entry: DatasetOptions, dataset: Any, val: ValOptions, roo
                                 ensemble=val.self_ensemble)
     result = evaluate(predict, dataset, entry.name, val.metrics, dist, save_dir=save_dir, suffix=val.suffix,
                       show_progress=val.pbar, crop_border=scale if model.multi_scale else None, loader=entry.loader)
-    means = ', '.join(f'{k}: {v:.4f}' for k, v in result.mean.items())
+    means = ', '.join(f'{k}: {format_metric(v)}' for k, v in result.mean.items())
     logger.info('%s (%d images): %s', entry.name, len(result.per_image), means or 'no metrics')
     return result
 
@@ -84,18 +87,24 @@ def results_markdown(options: Options, results: list[EvalResult]) -> str:
     metric_keys = list(options.val.metrics) if options.val else []
     if metric_keys:
         lines += ['| dataset | ' + ' | '.join(metric_keys) + ' |', '|---|' + '---|' * len(metric_keys)]
-        lines += [f'| {r.dataset} | ' + ' | '.join(_fmt(r.mean.get(k)) for k in metric_keys) + ' |' for r in results]
+        lines += [f'| {r.dataset} | ' + ' | '.join(format_metric(r.mean.get(k)) for k in metric_keys) + ' |'
+                  for r in results]
         lines.append('')
     for result in results:
         lines += [f'## {result.dataset}', '', '| image | ' + ' | '.join(metric_keys) + ' |',
                   '|---|' + '---|' * len(metric_keys)]
-        lines += [f'| {row["image"]} | ' + ' | '.join(_fmt(row.get(k)) for k in metric_keys) + ' |'
+        lines += [f'| {row["image"]} | ' + ' | '.join(format_metric(row.get(k)) for k in metric_keys) + ' |'
                   for row in result.per_image]
         lines.append('')
     return '\n'.join(lines)
 
 
-def _fmt(value: object) -> str:
+def format_metric(value: object) -> str:
+    """A metric as every srkit table prints it: 4 decimals of the float's exact binary value ('-' when absent).
+
+    test.py's results.md and the model-zoo table both print through this, so one value never shows as two
+    strings (30.87125 is stored as 30.8712499999..., hence '30.8712', in both).
+    """
     return f'{value:.4f}' if isinstance(value, float) else '-'
 
 

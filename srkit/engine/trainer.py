@@ -25,7 +25,7 @@ from srkit.core.checkpoint import (
     training_state_path,
 )
 from srkit.core.dist import DistContext, all_gather_objects, barrier, broadcast_object, select_device
-from srkit.core.errors import CheckpointError, OptionError
+from srkit.core.errors import CheckpointError, OptionError, SrkitError
 from srkit.core.faults import fault_point
 from srkit.core.logger import ProgressLog, TensorboardWriter, setup_logger
 from srkit.core.registry import MODEL_REGISTRY
@@ -39,7 +39,7 @@ from srkit.engine.experiment import (
     seed_everything,
     timestamp,
 )
-from srkit.models.evaluator import EvalResult, bicubic_predictor, evaluate
+from srkit.models.evaluator import EvalResult, bicubic_predictor, check_metrics, evaluate
 
 __all__ = ['Trainer', 'run_device']
 
@@ -128,6 +128,10 @@ class Trainer:
         self.train_loader = build_dataloader(self.train_set, entry.loader, self.sampler, 'train', self.seed)
         self.val_sets = [(e, build_dataset(e), e.args.get('scale', self.options.scale))
                          for e in self.options.datasets_of('val')]
+        if self.options.val is not None:
+            for val_entry, dataset, scale in self.val_sets:
+                check_metrics(self.options.val.metrics, dataset, val_entry.name,
+                              crop_border=scale if self.model.multi_scale else None)
         batch = entry.loader.batch_size_per_gpu
         logger.info('Training set %s: %d images, %d per epoch per rank (batch %d per process x %d processes, '
                     'enlarge ratio %d).', entry.name, len(self.train_set), len(self.sampler), batch,
@@ -217,7 +221,12 @@ class Trainer:
             if it % self.options.logger.print_freq == 0:
                 self.tb.scalars({f'losses/{k}': v for k, v in losses.items()} | {'lr': lr}, it)
         if self.val_sets and self.options.val is not None and it % self.options.val.val_freq == 0:
-            self.validate()
+            try:
+                self.validate()
+            except SrkitError:
+                if not self.dist.distributed:  # one process: keep the iterations since the last checkpoint
+                    self.save()
+                raise
         if it % self.options.logger.save_checkpoint_freq == 0:
             self.save()
 

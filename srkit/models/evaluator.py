@@ -19,12 +19,12 @@ from torch.utils.data import Dataset
 from srkit.config.options import LoaderOptions
 from srkit.config.typed_options import Component
 from srkit.core.dist import DistContext, all_gather_objects
-from srkit.core.errors import DataError
+from srkit.core.errors import DataError, OptionError
 from srkit.core.registry import METRIC_REGISTRY
 from srkit.data.loader import build_dataloader
 from srkit.data.prefetchers import build_prefetcher
 
-__all__ = ['EvalResult', 'evaluate', 'quantize', 'bicubic_predictor']
+__all__ = ['EvalResult', 'evaluate', 'quantize', 'bicubic_predictor', 'check_metrics']
 
 logger = logging.getLogger('srkit')
 
@@ -45,6 +45,33 @@ def bicubic_predictor(scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """MATLAB bicubic upscaling, the baseline every SR table starts from."""
     from srkit.ops.imresize import imresize
     return lambda lq: imresize(lq.double(), scale).float()
+
+
+def _metric_arguments(comp: Component, metric: Callable[..., torch.Tensor],
+                      crop_border: int | None) -> dict[str, object]:
+    args = {k: v for k, v in comp.args.items() if k != 'better'}
+    if crop_border is not None and 'crop_border' in inspect.signature(metric).parameters:
+        args['crop_border'] = crop_border
+    return args
+
+
+def check_metrics(metrics: dict[str, Component], dataset: Dataset, dataset_name: str,
+                  crop_border: int | None = None) -> None:
+    """Run every metric once on blank images of the dataset's first ground truth's size, so that arguments
+    that cannot work there (a negative or too large crop_border, SSIM on a too small image) are refused
+    before training or testing starts, naming the option, not after hours at the first validation."""
+    sample = dataset[0]
+    if 'gt' not in sample or not metrics:
+        return
+    blank = torch.zeros(1, *sample['gt'].shape, dtype=torch.float64)
+    for key, comp in metrics.items():
+        metric = METRIC_REGISTRY.get(comp.type)
+        try:
+            metric(blank, blank, **_metric_arguments(comp, metric, crop_border))
+        except ValueError as exc:
+            raise OptionError(f'Option "val.metrics.{key}" cannot score {dataset_name}, whose first ground truth '
+                              f'{sample.get("gt_path", "")} is {tuple(blank.shape[-2:])} (H, W): {exc}.',
+                              key=f'val.metrics.{key}') from None
 
 
 def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, dataset_name: str,
@@ -82,10 +109,7 @@ def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, 
             sr_q, gt_q = quantize(sr.cpu()), quantize(gt)
             for key, comp in metrics.items():
                 metric = METRIC_REGISTRY.get(comp.type)
-                args = {k: v for k, v in comp.args.items() if k != 'better'}
-                if crop_border is not None and 'crop_border' in inspect.signature(metric).parameters:
-                    args['crop_border'] = crop_border
-                row[key] = float(metric(sr_q, gt_q, **args)[0])
+                row[key] = float(metric(sr_q, gt_q, **_metric_arguments(comp, metric, crop_border))[0])
         if save_dir is not None:
             out_name = f'{name}_{suffix}.png' if suffix else f'{name}.png'
             write_image(save_dir / out_name, tensor_to_img(sr[0].cpu()))

@@ -1,15 +1,16 @@
 """Complexity tables: params, Multi-Adds, activations, peak memory and latency per architecture and scale.
 
-Every figure is counted for a 1280x720 output, the convention of the lightweight-SR papers (REFERENCE.md):
+Every figure is counted for a 1280x720 output, the convention of the lightweight-SR papers (docs/REFERENCE.md):
 input 640x360 at x2, 427x240 at x3, 320x180 at x4, i.e. the output divided by the scale and rounded.
 """
 from __future__ import annotations
 
 import csv
 import io
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -25,8 +26,8 @@ from srkit.tools.complexity import (
     peak_memory_bytes,
 )
 
-__all__ = ['ComplexityRow', 'reference_input_hw', 'measure_complexity', 'table_markdown', 'table_csv',
-           'write_table', 'read_table_csv']
+__all__ = ['ComplexityRow', 'reference_input_hw', 'measure_complexity', 'measure_table', 'table_markdown',
+           'table_csv', 'write_table', 'read_table_csv']
 
 OUTPUT_HW = (720, 1280)
 
@@ -75,6 +76,24 @@ def measure_complexity(arch: str, scale: int, *, net: nn.Module | None = None, l
     return row
 
 
+def measure_table(jobs: list[tuple[str, int]], *, latency_device: str | None = None, warmup: int = 3, runs: int = 10,
+                  report: Callable[[str], None] = print) -> list[ComplexityRow]:
+    """``measure_complexity`` of each (arch, scale), reporting one line as each is done, so a long table shows
+    progress; with latency (real forwards, the slow part) the line also estimates the time left."""
+    rows: list[ComplexityRow] = []
+    start = time.perf_counter()
+    for done, (arch, scale) in enumerate(jobs, 1):
+        row = measure_complexity(arch, scale, latency_device=latency_device, warmup=warmup, runs=runs)
+        rows.append(row)
+        line = (f'[{done}/{len(jobs)}] {arch} x{scale}: {row.params / 1e3:.1f} K params, '
+                f'{row.macs / 1e9:.2f} G Multi-Adds')
+        if row.latency_ms is not None:
+            left = (time.perf_counter() - start) / done * (len(jobs) - done)
+            line += f', latency {row.latency_ms:.1f} ms on {row.device} (about {left:.0f} s left)'
+        report(line)
+    return rows
+
+
 def _mb(value: int | None) -> str:
     return '-' if value is None else f'{value / 2 ** 20:.1f}'
 
@@ -92,9 +111,9 @@ def table_markdown(rows: list[ComplexityRow]) -> str:
         cells += [_mb(r.cuda_peak_memory)] if with_cuda else []
         cells += ['-' if r.latency_ms is None else f'{r.latency_ms:.1f}', r.device or '-']
         lines.append('| ' + ' | '.join(cells) + ' |')
-    note = ('\nOutput 1280x720 (Multi-Adds convention of REFERENCE.md). Traced peak memory: largest total of live '
-            'tensors (parameters, input, intermediates) in one no-grad fp32 forward. Latency: median of timed '
-            'forwards after warm-up.\n')
+    note = ("\nOutput 1280x720 (Multi-Adds convention of srkit's docs/REFERENCE.md). Traced peak memory: largest "
+            'total of live tensors (parameters, input, intermediates) in one no-grad fp32 forward. Latency: median '
+            'of timed forwards after warm-up.\n')
     return '\n'.join(lines) + '\n' + note
 
 
