@@ -1,11 +1,12 @@
 """scripts/convert_official.py: every official EIMN/IMDN file becomes srkit's {'params': ...} with the same
-weights, loads strictly, and a file for another variant or scale is refused without writing anything."""
-import importlib.util
+weights, loads strictly, and a file for another variant or scale is refused (a user error: exit 2, one
+``srkit: error:`` line) without writing anything."""
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, shared_path
+from conftest import shared_path
+from script_helpers import load_script, user_error
 
 from srkit.archs import create
 from srkit.archs.weights import adapt_official_state_dict, load_pretrained
@@ -21,10 +22,7 @@ OFFICIAL = [  # (file under weights/, arch, scale)
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location('convert_official_cli', REPO / 'scripts' / 'convert_official.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('convert_official.py')
 
 
 @pytest.mark.parametrize('weights,arch,scale', OFFICIAL, ids=[Path(w).stem for w, _, _ in OFFICIAL])
@@ -32,7 +30,7 @@ def test_official_file_converts_to_params_that_load_strictly_and_equal_it(weight
     source = shared_path('weights', weights)
     output = tmp_path / 'converted.pth'
     cli = _cli()
-    assert cli.main(['--arch', arch, '--scale', str(scale), '--input', str(source), '--output', str(output)]) == 0
+    cli.main(['--arch', arch, '--scale', str(scale), '--input', str(source), '--output', str(output)])
 
     converted = load_checkpoint_file(output)
     assert list(converted) == ['params']
@@ -53,8 +51,8 @@ def test_wrong_scale_is_refused_naming_the_first_key_and_both_shapes(arch, scale
                                                                       network_shape, tmp_path, capsys):
     source = shared_path('weights', 'EIMN/EIMN_A_x2.pth' if arch == 'EIMN_A' else 'IMDN/IMDN_x2.pth')
     output = tmp_path / 'out.pth'
-    assert _cli().main(['--arch', arch, '--scale', str(scale), '--input', str(source), '--output', str(output)]) == 1
-    message = capsys.readouterr().err
+    message = user_error(_cli().main, ['--arch', arch, '--scale', str(scale), '--input', str(source),
+                                       '--output', str(output)], capsys)
     expected = f'"{first_key}" has shape {checkpoint_shape} in the checkpoint but {network_shape} in the network'
     assert expected in message
     assert str(source) in message and not output.exists()
@@ -62,18 +60,17 @@ def test_wrong_scale_is_refused_naming_the_first_key_and_both_shapes(arch, scale
 
 def test_wrong_variant_is_refused_naming_the_first_missing_key(tmp_path, capsys):
     source = shared_path('weights', 'EIMN', 'EIMN_A_x2.pth')
-    assert _cli().main(['--arch', 'EIMN_L', '--scale', '2', '--input', str(source),
-                        '--output', str(tmp_path / 'out.pth')]) == 1
-    assert 'first "block15.0.layer_scale_1" (64,)' in capsys.readouterr().err
+    message = user_error(_cli().main, ['--arch', 'EIMN_L', '--scale', '2', '--input', str(source),
+                                       '--output', str(tmp_path / 'out.pth')], capsys)
+    assert 'first "block15.0.layer_scale_1" (64,)' in message
 
 
 def test_unknown_arch_and_unsupported_scale_are_user_errors(tmp_path, capsys):
     files = ['--input', str(shared_path('weights', 'IMDN', 'IMDN_AS.pth')), '--output', str(tmp_path / 'a')]
     cli = _cli()
-    assert cli.main(['--arch', 'IMDN_ASX', '--scale', '4', *files]) == 1
-    assert 'No architecture called "IMDN_ASX"' in capsys.readouterr().err
-    assert cli.main(['--arch', 'IMDN_AS', '--scale', '2', *files]) == 1
-    assert 'supports scales [4]' in capsys.readouterr().err
+    assert 'No architecture called "IMDN_ASX"' in user_error(cli.main, ['--arch', 'IMDN_ASX', '--scale', '4', *files],
+                                                             capsys)
+    assert 'supports scales [4]' in user_error(cli.main, ['--arch', 'IMDN_AS', '--scale', '2', *files], capsys)
     assert not (tmp_path / 'a').exists()
 
 
@@ -83,8 +80,7 @@ def test_existing_output_is_kept_unless_force(tmp_path, capsys):
     output.write_bytes(b'mine')
     args = ['--arch', 'IMDN_RTC', '--scale', '2', '--input', str(source), '--output', str(output)]
     cli = _cli()
-    assert cli.main(args) == 1
-    assert 'pass --force' in capsys.readouterr().err and output.read_bytes() == b'mine'
-    assert cli.main(args + ['--force']) == 0
+    assert 'pass --force' in user_error(cli.main, args, capsys) and output.read_bytes() == b'mine'
+    cli.main(args + ['--force'])
     assert sum(v.numel() for v in load_checkpoint_file(output)['params'].values()) == 20190
     assert [p.name for p in tmp_path.iterdir()] == ['rtc.pth']  # no temporary file left behind

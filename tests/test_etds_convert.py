@@ -1,12 +1,12 @@
 """ETDS equivalent transformation: exact (within 1e-5) on random and official weights, refuses when not."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, shared_path
+from conftest import shared_path
 from PIL import Image
+from script_helpers import load_script, user_error
 
 from srkit.archs import etds_convert
 from srkit.archs.etds_arch import ETDS, ETDSForInference
@@ -111,10 +111,7 @@ def test_plain_form_input_is_refused():
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location('convert_etds_cli', REPO / 'scripts' / 'convert_etds.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('convert_etds.py')
 
 
 def test_cli_writes_params_and_never_overwrites_unasked(tmp_path: Path, capsys):
@@ -122,21 +119,21 @@ def test_cli_writes_params_and_never_overwrites_unasked(tmp_path: Path, capsys):
     source, output = tmp_path / 'train.pth', tmp_path / 'out' / 'plain.pth'
     torch.save({'params': {f'module.{k}': v for k, v in training.state_dict().items()}}, source)
     cli = _cli()
-    assert cli.main(['--input', str(source), '--output', str(output), '--num-block', '2', '--scale', '2']) == 0
+    cli.main(['--input', str(source), '--output', str(output), '--num-block', '2', '--scale', '2'])
     plain = ETDSForInference(upscale=2, num_block=2, num_feat=12)
     plain.load_state_dict(torch.load(output, weights_only=True)['params'], strict=True)
     assert _max_diff(training, plain.eval(), torch.rand(1, 3, 9, 9)) <= 1e-5
     written = output.read_bytes()
 
-    assert cli.main(['--input', str(source), '--output', str(output)]) == 1
-    assert 'exists' in capsys.readouterr().err and output.read_bytes() == written
-    assert cli.main(['--input', str(source), '--output', str(output), '--force']) == 0
+    assert 'exists' in user_error(cli.main, ['--input', str(source), '--output', str(output)], capsys)
+    assert output.read_bytes() == written
+    cli.main(['--input', str(source), '--output', str(output), '--force'])
     assert sorted(p.name for p in output.parent.iterdir()) == ['plain.pth']  # no temporary files left
 
 
 def test_cli_rejects_a_checkpoint_of_another_shape(tmp_path: Path, capsys):
     source, output = tmp_path / 'train.pth', tmp_path / 'plain.pth'
     torch.save(_random_training_model(2, 2, 12, seed=5).state_dict(), source)
-    assert _cli().main(['--input', str(source), '--output', str(output), '--arch', 'ETDS_M6C32']) == 1
-    assert 'num_block: expected 6, found 2' in capsys.readouterr().err
+    message = user_error(_cli().main, ['--input', str(source), '--output', str(output), '--arch', 'ETDS_M6C32'], capsys)
+    assert 'num_block: expected 6, found 2' in message
     assert not output.exists()

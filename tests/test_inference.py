@@ -3,6 +3,7 @@ that tiling changes a network whose ArchSpec says it is not tiling-exact."""
 import logging
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from training_helpers import tiny_options
@@ -59,8 +60,16 @@ def test_self_ensemble_of_equivariant_op_is_identity():
     assert ens.shape == net(x).shape and not torch.allclose(ens, net(x))
 
 
-def test_tiling_warning_only_for_inexact_tiled_networks_once_each(caplog):
+@pytest.fixture
+def srkit_warnings(caplog, monkeypatch):
+    """caplog sees srkit's records even after an earlier test's setup_logger stopped their propagation."""
+    monkeypatch.setattr(logging.getLogger('srkit'), 'propagate', True)
     caplog.set_level(logging.WARNING, logger='srkit')
+    return caplog
+
+
+def test_tiling_warning_only_for_inexact_tiled_networks_once_each(srkit_warnings):
+    caplog = srkit_warnings
     net, other = conv_net(), conv_net()
     warn_if_tiling_inexact(net, True, 'Local', tile=16)
     warn_if_tiling_inexact(net, False, 'Pooled', tile=0)
@@ -72,8 +81,8 @@ def test_tiling_warning_only_for_inexact_tiled_networks_once_each(caplog):
 
 
 @torch.no_grad()
-def test_upscale_and_sr_model_warn_once_when_tiling_an_inexact_network(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger='srkit')
+def test_upscale_and_sr_model_warn_once_when_tiling_an_inexact_network(tmp_path, srkit_warnings):
+    caplog = srkit_warnings
     cpu = torch.device('cpu')
     loaded = LoadedModel(conv_net(), 'Pooled', 2, ArchSpec(tiling_exact=False), None, cpu)
     rgb = np.zeros((20, 20, 3), np.uint8)

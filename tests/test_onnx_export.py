@@ -1,11 +1,10 @@
 """ONNX export: onnxruntime matches PyTorch within 1e-4, at any input size when exported dynamic."""
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from script_helpers import load_script, user_error
 from torch import nn
 
 from srkit.archs.etds_arch import ETDS, ETDSForInference
@@ -73,10 +72,7 @@ def test_missing_package_is_named(tmp_path: Path, monkeypatch):
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location('export_onnx_cli', REPO / 'scripts' / 'export_onnx.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('export_onnx.py')
 
 
 def test_cli_loads_wrapped_weights_exports_and_keeps_existing_files(tmp_path: Path, capsys):
@@ -86,13 +82,12 @@ def test_cli_loads_wrapped_weights_exports_and_keeps_existing_files(tmp_path: Pa
     args = ['--arch', 'ETDSForInference_M5C16', '--scale', '2', '--weights', str(weights), '--output', str(output),
             '--height', '12', '--width', '10']
     cli = _cli()
-    assert cli.main(args) == 0
+    cli.main(args)
     assert verify_onnx(net.eval(), output, torch.rand(1, 3, 5, 17)) <= 1e-4
     written = output.read_bytes()
-    assert cli.main(args) == 1 and 'exists' in capsys.readouterr().err
+    assert 'exists' in user_error(cli.main, args, capsys)
     assert output.read_bytes() == written
-    assert cli.main(args[:3] + ['3'] + args[4:] + ['--force']) == 1  # x2 weights do not fit x3
-    assert 'does not fit' in capsys.readouterr().err
+    assert 'does not fit' in user_error(cli.main, args[:3] + ['3'] + args[4:] + ['--force'], capsys)  # x2 weights, x3
     assert output.read_bytes() == written and sorted(p.name for p in tmp_path.iterdir()) == ['etds.onnx', 'w.pth']
 
 

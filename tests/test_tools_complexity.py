@@ -80,13 +80,35 @@ def test_script_writes_markdown_and_csv(tmp_path, capsys):
     script = load_script('complexity')
     md, csv_path = tmp_path / 't.md', tmp_path / 't.csv'
     script.main(['--arch', 'IMDN_RTC', 'ETDSForInference_M5C16', '--scales', '2', '4', '--out', str(md), str(csv_path),
-                 '--device', 'cpu', '--warmup', '0', '--runs', '1'])
+                 '--device', 'cpu', '--latency', '--warmup', '0', '--runs', '1'])
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith('[')]
+    assert len(progress) == 4 and progress[0].startswith('[1/4] IMDN_RTC x2: 20.2 K params, ')
+    assert all(', latency ' in line and ' s left)' in line for line in progress)
     rows = read_table_csv(csv_path)
     assert [(r.arch, r.scale) for r in rows] == [('IMDN_RTC', 2), ('IMDN_RTC', 4), ('ETDSForInference_M5C16', 2),
                                                   ('ETDSForInference_M5C16', 4)]
     assert all(r.latency_ms > 0 and r.device.startswith('cpu') for r in rows)
     assert md.read_text() == table_markdown(rows)
     assert '| ETDSForInference_M5C16 | x2 | 640x360 | 13.9 |' in md.read_text()
+
+
+def test_script_on_a_cpu_measures_no_latency_by_default_and_reports_each_row(monkeypatch, capsys):
+    """Latency is real 1280x720 forwards (minutes for a table on a CPU): off unless asked for or on a GPU."""
+    script = load_script('complexity')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)  # a CPU-only machine, whatever runs the test
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError('latency was measured by default on a CPU')
+
+    monkeypatch.setattr('srkit.tools.complexity_table.measure_latency', no_forward)
+    script.main(['--arch', 'IMDN_RTC', 'ETDSForInference_M5C16', '--scales', '2', '3'])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == 'latency not measured on cpu by default (--latency measures it)'
+    assert [line.split(':')[0] for line in out[1:5]] == ['[1/4] IMDN_RTC x2', '[2/4] IMDN_RTC x3',
+                                                         '[3/4] ETDSForInference_M5C16 x2',
+                                                         '[4/4] ETDSForInference_M5C16 x3']
+    assert 'latency' not in ''.join(out[1:5])
+    assert all(line.endswith('| - | - |') for line in out if line.startswith('| ETDS') or line.startswith('| IMDN'))
 
 
 def test_script_skips_unsupported_scales_and_refuses_bad_arguments(tmp_path, capsys):

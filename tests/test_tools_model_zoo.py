@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from conftest import REPO, shared_path
 from srkit.archs import ARCH_REGISTRY
 from srkit.config.options import load_options
 from srkit.core.errors import DataError
+from srkit.engine.tester import format_metric, write_results
+from srkit.models.evaluator import EvalResult
 from srkit.tools.complexity import count_params
 from srkit.tools.model_zoo import benchmark_datasets_override, collect, zoo_markdown
 
@@ -60,6 +64,36 @@ def test_table_from_results(tmp_path):
         collect([tmp_path / 'bad.json'])
 
 
+def mean_cells(results_md: str, dataset: str) -> list[str]:
+    """The metric cells of ``dataset``'s row in the means table of test.py's results.md."""
+    row = next(line for line in results_md.splitlines() if line.startswith(f'| {dataset} |'))
+    return [cell.strip() for cell in row.strip('|').split('|')[1:]]
+
+
+def zoo_cells(table: str, name: str, dataset_column: int) -> list[str]:
+    row = next(line for line in table.splitlines() if line.startswith(f'| {name} |'))
+    return [cell.strip() for cell in row.strip('|').split('|')[4 + dataset_column].split('/')]
+
+
+# Values at a .5 boundary of the 4th decimal. 30.87125 is stored as 30.871249999...: '30.8712', and one float
+# up '30.8713'; a rule rounding the decimal repr half up prints 30.8713 for both. 30.871146836092585 is
+# ETDS_M5C16_x4's Set5 mean: '30.8711'; rounding twice (to 5 decimals, then 4) prints 30.8712, the figure the
+# zoo table once showed.
+NEAR_HALF = [30.87125, math.nextafter(30.87125, math.inf), 30.871146836092585, 30.87115, 0.87385, 33.66085]
+
+
+@pytest.mark.parametrize('psnr', NEAR_HALF)
+def test_zoo_table_and_results_md_print_a_value_alike(tmp_path, psnr):
+    options = load_options(REPO / 'options' / 'test' / 'Demo' / 'test_EDSR_tiny_x2_demo.yml', is_train=False)
+    mean = {'psnr': psnr, 'ssim': 0.87385}
+    write_results(tmp_path, options, [EvalResult('Set5', [{'image': 'a', **mean}], mean)])
+    table = zoo_markdown(collect([tmp_path / 'results.json']), ['Set5'], 'cmd')
+    shown = mean_cells((tmp_path / 'results.md').read_text(), 'Set5')
+    assert shown == zoo_cells(table, options.name, 0) == [format_metric(psnr), '0.8739']
+    assert format_metric(30.87125) == '30.8712' and format_metric(math.nextafter(30.87125, math.inf)) == '30.8713'
+    assert format_metric(30.871146836092585) == '30.8711'
+
+
 def test_official_checkpoint_reproduces_reference(tmp_path, capsys):
     shared = shared_path()
     shared_path('weights', 'ETDS', 'ETDS_M5C16_x4.pth')
@@ -67,6 +101,7 @@ def test_official_checkpoint_reproduces_reference(tmp_path, capsys):
     option_file = REPO / 'options' / 'test' / 'ETDS' / 'test_ETDS_M5C16_x4.yml'
     if not option_file.is_file():
         pytest.skip(f'{option_file} is absent')
+    load_script('link_assets').main(['--shared', str(shared), '--root', '.'])  # where the option file looks
     missing = tmp_path / 'missing.yml'
     missing.write_text('name: m\nscale: 4\nnetwork_g: {type: IMDN}\npath: {pretrain_network_g: /nowhere.pth}\n')
     script.main(['run', str(option_file), str(missing), '--shared', str(shared), '--results-root', str(tmp_path / 'r'),
@@ -76,10 +111,11 @@ def test_official_checkpoint_reproduces_reference(tmp_path, capsys):
     out = tmp_path / 'zoo.md'
     script.main(['table', str(tmp_path / 'r'), '--out', str(out), '--sets', 'Set5'])
     row = next(line for line in out.read_text().splitlines() if line.startswith('| ETDS_M5C16_x4 '))
-    import re
-
     from reference import measured
     psnr, ssim = map(float, re.search(r'\| ([\d.]+) / ([\d.]+) \|', row).groups())
     ref_psnr, ref_ssim = measured()['ETDS_M5C16_x4']['Set5']
     assert abs(psnr - ref_psnr) <= 0.002 and abs(ssim - ref_ssim) <= 0.0005, row
     assert 'Results made with `python scripts/model_zoo.py run ' in out.read_text()
+    # the fresh run's own results.md and the zoo table print its numbers as the same strings
+    results_md = (tmp_path / 'r' / 'ETDS_M5C16_x4' / 'results.md').read_text()
+    assert mean_cells(results_md, 'Set5') == zoo_cells(out.read_text(), 'ETDS_M5C16_x4', 0)

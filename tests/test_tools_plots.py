@@ -46,6 +46,7 @@ def test_training_log_is_parsed_and_plotted(experiment, tmp_path):
     assert [it for it, _ in log.lr] == [2, 4, 6, 8, 10, 12]  # print_freq 2, 12 iterations
     assert list(log.losses) == ['l_pixel'] and all(v > 0 for _, v in log.losses['l_pixel'])
     assert [it for it, _ in log.validation['tiny_val psnr']] == [6, 12]  # val_freq 6
+    assert [it for it, _ in log.validation['tiny_val (raw weights) psnr']] == [6, 12]  # beside the young EMA
     assert 'tiny_val psnr' in log.bicubic
     tb = read_tensorboard_scalars(experiment / 'tb_logger')
     assert [it for it, _ in tb.validation['tiny_val psnr']] == [6, 12]
@@ -89,6 +90,45 @@ def test_psnr_vs_macs_from_results(tmp_path):
     out = tmp_path / 'fig.png'
     load_script('plot_psnr_vs_macs').main([str(results), '--dataset', 'Set5', '--scale', '4', '--out', str(out)])
     assert_real_figure(out)
+
+
+# The x4 models of the zoo (Set5): IMDN_x4 sits below EIMN_A_x4's big bubble, Plain_M6C32_x4 and ETDS_M6C32_x4
+# almost on each other beside ETDS_M4C32_x4. Labels alternating above and below their bubbles put
+# "ETDS_M6C32_x4" on Plain's bubble here.
+CROWDED = [('IMDN_x4', 715_176, 40_885_865_472, 32.1802), ('EIMN_A_x4', 880_870, 47_789_135_872, 32.5242),
+           ('ETDS_M5C16_x4', 21_360, 1_219_276_800, 30.8712), ('ETDS_M4C32_x4', 54_112, 3_102_105_600, 31.1895),
+           ('Plain_M6C32_x4', 70_256, 4_031_078_400, 31.3246), ('ETDS_M6C32_x4', 72_608, 4_163_788_800, 31.4053),
+           ('ETDS_M7C48_x4', 169_968, 9_762_508_800, 31.6888)]
+
+
+@pytest.mark.parametrize('log_x', [None, False])
+def test_labels_of_crowded_points_overlap_no_label_and_no_bubble(tmp_path, log_x):
+    from itertools import combinations
+
+    import matplotlib.pyplot as plt
+
+    from srkit.tools.plots import TradeoffPoint, plot_psnr_vs_macs, psnr_vs_macs_figure
+    points = [TradeoffPoint(name, macs, params, psnr) for name, params, macs, psnr in CROWDED]
+    fig = psnr_vs_macs_figure(points, log_x=log_x)
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = {text.get_text().split()[0]: text.get_window_extent(renderer) for text in ax.texts}
+    assert sorted(labels) == sorted(p.label for p in points)
+    bubbles = []  # (x0, y0, x1, y1) of each marker, in pixels
+    for collection in ax.collections:
+        (x, y), = ax.transData.transform(collection.get_offsets())
+        radius = collection.get_sizes()[0] ** 0.5 / 2 * fig.dpi / 72
+        bubbles.append((x - radius, y - radius, x + radius, y + radius))
+    plain, etds = bubbles[2], bubbles[3]  # drawn by Multi-Adds: M5C16, M4C32, Plain_M6C32, ETDS_M6C32, ...
+    assert abs(plain[0] - etds[0]) < labels['Plain_M6C32_x4'].width  # crowded: centred labels would collide
+    assert [(a, b) for (a, box_a), (b, box_b) in combinations(labels.items(), 2) if box_a.overlaps(box_b)] == []
+    assert [name for name, box in labels.items() for x0, y0, x1, y1 in bubbles
+            if box.x0 < x1 and x0 < box.x1 and box.y0 < y1 and y0 < box.y1] == []
+    frame = ax.get_window_extent(renderer)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in labels.values())
+    plt.close(fig)
+    plot_psnr_vs_macs(points, tmp_path / 'crowded.png', log_x=log_x)
+    assert_real_figure(tmp_path / 'crowded.png')
 
 
 def test_missing_matplotlib_is_named(tmp_path, monkeypatch):

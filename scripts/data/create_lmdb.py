@@ -4,7 +4,7 @@ Keys are the file names without extension; values are PNG bytes (re-encoded, com
 ``--compress-level``, BasicSR's default 1); meta_info.txt has one ``name.png (h,w,c) level`` line per image.
 Every image is decoded on the way in, so a corrupt file fails here, not in the middle of a training run.
 
-    python scripts/data/create_lmdb.py --input datasets/DIV2K/DIV2K_train_HR_sub \
+    python scripts/data/create_lmdb.py --input datasets/DIV2K/DIV2K_train_HR_sub \\
         --output datasets/DIV2K/DIV2K_train_HR_sub.lmdb
 
 Use the LMDB with ``io_backend: {type: lmdb}`` and ``dataroot_gt: .../DIV2K_train_HR_sub.lmdb``.
@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 import functools
 import shutil
-import sys
 from multiprocessing import Pool
 from pathlib import Path
 
 from PIL import Image
 
-from srkit.core.errors import DataError, SrkitError
+from srkit.core.errors import DataError, OptionError
 from srkit.data.file_backends import DiskBackend, strip_image_extension
 from srkit.data.image_io import encode_png, read_image
+from srkit.engine.cli import run_entry_point
 
 
 def encode_one(path: Path, compress_level: int) -> tuple[bytes, tuple[int, int, int]]:
@@ -88,8 +88,8 @@ def _write(paths: list[Path], keys: list[str], output: Path, map_size: int, comp
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--input', required=True, type=Path, help='folder of images')
     parser.add_argument('--output', required=True, type=Path, help='new LMDB folder, e.g. name.lmdb')
     parser.add_argument('--compress-level', type=int, default=1, choices=range(10), metavar='0-9',
@@ -98,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--workers', type=int, default=1, help='processes decoding/encoding (default 1)')
     args = parser.parse_args(argv)
     if args.batch < 1 or args.workers < 1:
-        parser.error('--batch and --workers must be positive')
-    try:
-        count = create_lmdb(args.input, args.output, args.compress_level, args.batch, args.workers)
-    except SrkitError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
+        raise OptionError(f'--batch {args.batch} --workers {args.workers}: both must be positive.')
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    count = create_lmdb(args.input, args.output, args.compress_level, args.batch, args.workers)
     print(f'{count} images written to {args.output} (meta_info.txt beside data.mdb).')
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_entry_point(main)

@@ -5,9 +5,9 @@ Positions along each side: 0, step, 2*step, ... while a crop fits, plus one crop
 when more than ``thresh-size`` pixels would otherwise be left out. Sub-images are ``<stem>_s001.png`` ...,
 numbered row by row. For the LR folder of a pair, divide crop size, step and threshold by the scale:
 
-    python scripts/data/extract_subimages.py --input datasets/DIV2K/DIV2K_train_HR \
+    python scripts/data/extract_subimages.py --input datasets/DIV2K/DIV2K_train_HR \\
         --output datasets/DIV2K/DIV2K_train_HR_sub --crop-size 480 --step 240 --thresh-size 0
-    python scripts/data/extract_subimages.py --input datasets/DIV2K/DIV2K_train_LR_bicubic/X4 \
+    python scripts/data/extract_subimages.py --input datasets/DIV2K/DIV2K_train_LR_bicubic/X4 \\
         --output datasets/DIV2K/DIV2K_train_LR_bicubic_X4_sub --crop-size 120 --step 60 --thresh-size 0
 
 The output folder must not exist: nothing is ever overwritten.
@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import functools
 import shutil
-import sys
 from multiprocessing import Pool
 from pathlib import Path
 
-from srkit.core.errors import DataError, SrkitError
+from srkit.core.errors import DataError, OptionError
 from srkit.data.file_backends import DiskBackend
 from srkit.data.image_io import read_image, write_image
+from srkit.engine.cli import run_entry_point
 
 
 def crop_positions(length: int, crop_size: int, step: int, thresh_size: int) -> list[int]:
@@ -63,7 +63,7 @@ def extract_all(paths: list[Path], output: Path, crop_size: int, step: int, thre
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--input', required=True, type=Path, help='folder of images')
     parser.add_argument('--output', required=True, type=Path, help='new folder for the sub-images')
     parser.add_argument('--crop-size', type=int, default=480, help='side of a sub-image (default 480)')
@@ -73,30 +73,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--workers', type=int, default=1, help='processes (default 1)')
     args = parser.parse_args(argv)
     if args.crop_size < 1 or args.step < 1 or args.thresh_size < 0 or args.workers < 1:
-        parser.error('--crop-size, --step and --workers must be positive, --thresh-size >= 0')
+        raise OptionError('--crop-size, --step and --workers must be positive, --thresh-size >= 0.')
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        backend = DiskBackend(args.input)
-        names = backend.keys()
-        if not names:
-            raise DataError(f'{args.input}: no images found.')
-        if args.output.exists():
-            raise DataError(f'{args.output}: already exists; choose a new output folder (nothing is overwritten).')
-        paths = [args.input / name for name in names]
-        counts = extract_all(paths, args.output, args.crop_size, args.step, args.thresh_size, args.workers)
-    except SrkitError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
+    names = DiskBackend(args.input).keys()
+    if not names:
+        raise DataError(f'{args.input}: no images found.')
+    if args.output.exists():
+        raise DataError(f'{args.output}: already exists; choose a new output folder (nothing is overwritten).')
+    paths = [args.input / name for name in names]
+    counts = extract_all(paths, args.output, args.crop_size, args.step, args.thresh_size, args.workers)
     too_small = [p.name for p, n in zip(paths, counts) if n == 0]
     print(f'{sum(counts)} sub-images of {len(paths)} images written to {args.output}.')
     if too_small:
         print(f'{len(too_small)} image(s) smaller than {args.crop_size} pixels gave none: {", ".join(too_small)}')
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_entry_point(main)

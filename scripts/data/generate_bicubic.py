@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import sys
 from pathlib import Path
 
-from srkit.core.errors import DataError, SrkitError
+from srkit.core.errors import DataError, OptionError
 from srkit.data.file_backends import DiskBackend
 from srkit.data.image_io import read_image, write_image
+from srkit.engine.cli import run_entry_point
 from srkit.ops.imresize import bicubic_degrade, bicubic_downscale, modcrop
 
 
@@ -70,23 +70,23 @@ def _write_one(path: Path, folders: dict[str, Path], scales: list[int], style: s
             write_image(folders[f'x{s}'] / f'{path.stem}x{s}.png', bicubic_degrade(hr, s, style='edsr'))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--hr', required=True, type=Path, help='folder of HR images')
     parser.add_argument('--out', required=True, type=Path, help='dataset root to write into')
     parser.add_argument('--scales', type=int, nargs='+', default=[2, 3, 4], help='scales (default 2 3 4)')
     parser.add_argument('--style', choices=('basicsr', 'edsr'), default='basicsr', help='layout (default basicsr)')
     args = parser.parse_args(argv)
     if min(args.scales) < 2:
-        parser.error('--scales must be integers >= 2')
-    try:
-        count = generate(args.hr, args.out, sorted(set(args.scales)), args.style)
-    except SrkitError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
+        raise OptionError(f'--scales {" ".join(map(str, args.scales))}: scales must be integers >= 2.')
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    count = generate(args.hr, args.out, sorted(set(args.scales)), args.style)
     print(f'{count} images: {args.style} layout written under {args.out}.')
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_entry_point(main)

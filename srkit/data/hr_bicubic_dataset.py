@@ -4,7 +4,7 @@ Training keys ``(index, seed)``: a random ``gt_size`` patch of the HR image (a m
 downscaled, then both are augmented, every choice drawn from ``default_rng(seed)``. Int keys (val/test):
 the HR image cropped to a multiple of ``lcm(12, scale)`` (BasicSR's GTmod12 for scales 2, 3, 4, 6, 12)
 and its downscale. Downscaling is BasicSR's benchmark protocol, ``LR = round(imresize(float HR, 1/scale))``
-with one rounding, so Set5/GTmod12 yields Set5/LRbicx{s}.
+with one rounding, so Set5/GTmod12 yields Set5/LRbicx{s} (up to the few .5 ties of docs/DATASETS.md).
 """
 from __future__ import annotations
 

@@ -188,8 +188,8 @@ def bicubic_degrade(hr_uint8: np.ndarray, scale: int, style: str = 'basicsr') ->
     """The uint8 LR image of a benchmark protocol, made from the original HR image.
 
     ``basicsr``: HR cropped to a multiple of 12 (GTmod12), then ``bicubic_downscale`` (the LRbicx{s} sets;
-    exact .5 ties, which float noise decides, make those files differ by one grey level on ~0.002% of
-    pixels). ``edsr``: HR cropped to a multiple of ``scale``, MATLAB's uint8 imresize, which rounds between
+    values within float noise of a .5 tie round either way, so the shipped files differ by one grey level
+    in a few values: 31 of Set5 x2, 1 at x4, none at x3; docs/DATASETS.md has the table). ``edsr``: HR cropped to a multiple of ``scale``, MATLAB's uint8 imresize, which rounds between
     its passes (the LR_bicubic/X{s} sets).
     """
     if hr_uint8.dtype != np.uint8:

@@ -14,13 +14,13 @@ from typing import Any
 from srkit.core.errors import DataError, SrkitError
 from srkit.engine.tester import read_results
 
-__all__ = ['TradeoffPoint', 'tradeoff_points', 'plot_psnr_vs_macs', 'TrainingLog', 'parse_training_log',
-           'read_tensorboard_scalars', 'plot_training_curves']
+__all__ = ['TradeoffPoint', 'tradeoff_points', 'plot_psnr_vs_macs', 'psnr_vs_macs_figure', 'TrainingLog',
+           'parse_training_log', 'read_tensorboard_scalars', 'plot_training_curves']
 
 # Lines written by srkit.core.logger.ProgressLog and the trainer's validation (see srkit/engine/trainer.py).
 _ITER = re.compile(r'\[iter\s+(\d+)/\d+\]\s+(.*?)\s+lr:\s*(\S+)\s+\|')
 _PAIR = re.compile(r'(\S+):\s*(\S+)')
-_VAL = re.compile(r'Validation (\S+) @ iter (\d+): (.*)$')
+_VAL = re.compile(r'Validation (\S+) @ iter (\d+)(?: \(([^)]*)\))?: (.*)$')  # (label): which weights
 _BICUBIC = re.compile(r'Validation (\S+), bicubic baseline: (.*)$')
 _METRIC = re.compile(r'(\w+): ([-+\d.eE]+|inf|nan)')
 
@@ -66,23 +66,28 @@ def tradeoff_points(results_files: list[Path], complexity: dict[tuple[str, int],
 
 def plot_psnr_vs_macs(points: list[TradeoffPoint], out: str | Path, *, title: str = '', ylabel: str = 'PSNR (dB)',
                       log_x: bool | None = None) -> None:
-    """The trade-off figure lightweight-SR papers lead with: x = Multi-Adds, y = PSNR, bubble area ~ params.
+    """The trade-off figure lightweight-SR papers lead with: x = Multi-Adds, y = PSNR, bubble area ~ params."""
+    fig = psnr_vs_macs_figure(points, title=title, ylabel=ylabel, log_x=log_x)
+    _save(fig, out, layout=False)  # laid out before the labels were placed: another layout would move them
+
+
+def psnr_vs_macs_figure(points: list[TradeoffPoint], *, title: str = '', ylabel: str = 'PSNR (dB)',
+                        log_x: bool | None = None) -> Any:
+    """The figure of ``plot_psnr_vs_macs``, returned unsaved so its label positions can be inspected.
 
     ``log_x`` None picks a logarithmic axis when Multi-Adds span more than 20x, where a linear one would
-    pile the small models into one corner. Labels alternate above and below their bubbles, so models of
-    similar cost stay readable.
+    pile the small models into one corner. Models of similar cost and PSNR sit on top of each other, so
+    each label goes to the first of several positions around its bubble where it overlaps no label placed
+    before it, no bubble and nothing outside the axes (``_place_labels``).
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5), dpi=150)
     biggest = max(p.params for p in points) or 1
     colours = plt.get_cmap('tab10')
-    for i, p in enumerate(sorted(points, key=lambda q: (q.macs, q.psnr))):
-        area = 60 + 1400 * p.params / biggest
+    ordered = sorted(points, key=lambda q: (q.macs, q.psnr))
+    areas = [60 + 1400 * p.params / biggest for p in ordered]
+    for i, (p, area) in enumerate(zip(ordered, areas)):
         ax.scatter(p.macs / 1e9, p.psnr, s=area, alpha=0.55, color=colours(i % 10), edgecolors='black', linewidths=0.6)
-        offset = (area ** 0.5) / 2 + 3
-        ax.annotate(f'{p.label} ({p.params / 1e3:.0f}K)', (p.macs / 1e9, p.psnr), textcoords='offset points',
-                    xytext=(0, offset if i % 2 == 0 else -offset), va='bottom' if i % 2 == 0 else 'top',
-                    ha='center', fontsize=7)
     macs = [p.macs for p in points]
     if log_x if log_x is not None else max(macs) > 20 * max(min(macs), 1):
         from matplotlib.ticker import FormatStrFormatter
@@ -93,13 +98,68 @@ def plot_psnr_vs_macs(points: list[TradeoffPoint], out: str | Path, *, title: st
     ax.set_title(title or 'PSNR vs Multi-Adds (bubble area: parameters)')
     ax.grid(True, alpha=0.3, which='both')
     ax.margins(0.15)
-    _save(fig, out)
+    ax.set_xlim(ax.get_xlim())  # fixed from here on: label positions are worked out in pixels
+    ax.set_ylim(ax.get_ylim())
+    fig.tight_layout()
+    _place_labels(fig, ax, [((p.macs / 1e9, p.psnr), f'{p.label} ({p.params / 1e3:.0f}K)', area)
+                            for p, area in zip(ordered, areas)])
+    return fig
 
 
-def _save(fig: Any, out: str | Path) -> None:
+# Directions tried around a bubble, in order: above, below, right, left, then the four diagonals.
+_DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
+_ALIGN = {-1: ('right', 'top'), 0: ('center', 'center'), 1: ('left', 'bottom')}
+
+
+def _place_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, float], str, float]]) -> None:
+    """Annotate each (data point, text, marker area in points^2) at the first candidate position whose box
+    overlaps no earlier label, no marker and does not leave the axes: 8 directions at growing distances.
+    When every candidate collides (a crowded figure), the one overlapping least is kept. Deterministic: the
+    same points always give the same figure."""
+    renderer = fig.canvas.get_renderer()
+    to_pixels = fig.dpi / 72
+    markers = []
+    for xy, _, area in labels:
+        cx, cy = ax.transData.transform(xy)
+        r = (area ** 0.5 / 2 + 0.6) * to_pixels  # the marker's radius plus its edge, in pixels
+        markers.append((cx - r, cy - r, cx + r, cy + r))
+    frame = ax.get_window_extent(renderer)
+    placed: list[tuple[float, float, float, float]] = []
+    for xy, text, area in labels:
+        annotation = ax.annotate(text, xy, xytext=(0, 0), textcoords='offset points', fontsize=7)
+        gap = area ** 0.5 / 2 + 3
+        best: tuple[float, tuple[float, float], str, str, tuple[float, float, float, float]] | None = None
+        for distance, (dx, dy) in ((gap + 8 * ring, d) for ring in range(4) for d in _DIRECTIONS):
+            offset, ha, va = (dx * distance, dy * distance), _ALIGN[dx][0], _ALIGN[dy][1] if dy else 'center'
+            annotation.set_position(offset)
+            annotation.set_horizontalalignment(ha)
+            annotation.set_verticalalignment(va)
+            box = annotation.get_window_extent(renderer)
+            extent = (box.x0, box.y0, box.x1, box.y1)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            cost = sum(_overlap(extent, other) for other in placed + markers) + (0 if inside else box.width)
+            if best is None or cost < best[0]:
+                best = (cost, offset, ha, va, extent)
+            if cost == 0:
+                break
+        assert best is not None
+        _, offset, ha, va, extent = best
+        annotation.set_position(offset)
+        annotation.set_horizontalalignment(ha)
+        annotation.set_verticalalignment(va)
+        placed.append(extent)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Area shared by two (x0, y0, x1, y1) boxes; 0 when they only touch or are apart."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _save(fig: Any, out: str | Path, *, layout: bool = True) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     fig.savefig(out)
     import matplotlib.pyplot as plt
     plt.close(fig)
@@ -138,8 +198,9 @@ def parse_training_log(source: str | Path) -> TrainingLog:
                     series.setdefault(f'loss {name}', {})[it] = float(value)
                 series.setdefault('lr', {})[it] = float(m.group(3))
             elif m := _VAL.search(line):
-                for name, value in _METRIC.findall(re.sub(r'\(best[^)]*\)', '', m.group(3))):
-                    series.setdefault(f'val {m.group(1)} {name}', {})[int(m.group(2))] = float(value)
+                dataset = m.group(1) + (' (raw weights)' if m.group(3) == 'raw weights' else '')  # beside a young EMA
+                for name, value in _METRIC.findall(re.sub(r'\(best[^)]*\)', '', m.group(4))):
+                    series.setdefault(f'val {dataset} {name}', {})[int(m.group(2))] = float(value)
             elif m := _BICUBIC.search(line):
                 for name, value in _METRIC.findall(m.group(2)):
                     bicubic[f'{m.group(1)} {name}'] = float(value)
