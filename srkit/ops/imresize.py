@@ -189,8 +189,9 @@ def bicubic_degrade(hr_uint8: np.ndarray, scale: int, style: str = 'basicsr') ->
 
     ``basicsr``: HR cropped to a multiple of 12 (GTmod12), then ``bicubic_downscale`` (the LRbicx{s} sets;
     values within float noise of a .5 tie round either way, so the shipped files differ by one grey level
-    in a few values: 31 of Set5 x2, 1 at x4, none at x3; docs/DATASETS.md has the table). ``edsr``: HR cropped to a multiple of ``scale``, MATLAB's uint8 imresize, which rounds between
-    its passes (the LR_bicubic/X{s} sets).
+    in a few values: 31 of Set5 x2, 1 at x4, none at x3; docs/DATASETS.md has the table). ``edsr``: HR
+    cropped to a multiple of ``scale``, MATLAB's uint8 imresize, which rounds between its passes (the
+    LR_bicubic/X{s} sets).
     """
     if hr_uint8.dtype != np.uint8:
         raise TypeError(f'bicubic_degrade expects a uint8 image, got {hr_uint8.dtype}')
