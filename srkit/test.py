@@ -24,12 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     options = load_options(args.opt, is_train=False, overrides=args.force_yml)
     dist = init_distributed(args.launcher, options.dist_params.backend, options.dist_params.port,
                             options.dist_params.timeout_s)
-    finished = False
     try:
         run_test(options, dist)
-        finished = True
-    finally:
-        cleanup(finished)
+    except BaseException as error:
+        cleanup(error)
+        raise
+    cleanup()
 
 
 if __name__ == '__main__':

@@ -26,12 +26,12 @@ def main(argv: list[str] | None = None) -> None:
         options = apply_debug(options)
     dist = init_distributed(args.launcher, options.dist_params.backend, options.dist_params.port,
                             options.dist_params.timeout_s)
-    finished = False
     try:
         Trainer(options, dist, auto_resume=args.auto_resume).train()
-        finished = True
-    finally:
-        cleanup(finished)
+    except BaseException as error:
+        cleanup(error)
+        raise
+    cleanup()
 
 
 if __name__ == '__main__':

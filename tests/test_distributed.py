@@ -1,8 +1,9 @@
 """Distributed training on CPU with gloo and 2 processes, launched as a user would: torchrun.
 
 Two processes with batch B equal one process with batch 2B on the same data; validation sharded across
-ranks gives exactly the single-process numbers; a state saved by 2 processes resumes in 1; a rank that
-fails ends the whole job quickly with the rank's own message.
+ranks gives exactly the single-process numbers; a state saved by 2 processes resumes in 1; a finished run
+leaves no gloo thread running into interpreter exit; a rank that fails ends the whole job quickly with the
+rank's own message.
 """
 import json
 import os
@@ -71,6 +72,26 @@ def test_two_processes_equal_one_with_double_batch_and_resume_across_world_sizes
     assert second.returncode == 0, second.stderr[-3000:]
     assert 'made by 2 processes, this run has 1' in second.stdout
     assert_close(weights(resumed), weights(tmp_path / 'one'))
+
+
+@pytest.mark.skipif(not Path('/proc/self/task').is_dir(), reason='lists threads from /proc')
+def test_a_finished_run_stops_gloo_threads_before_the_interpreter_exits(tmp_path, tiny):
+    """A gloo worker thread still alive when Python finalizes aborts its process if it then frees a tensor
+    (terminate called without an active exception), so train.py's main must leave none behind."""
+    script = tmp_path / 'train_then_list_threads.py'
+    script.write_text('import os, sys\n'
+                      'from srkit.train import main\n'
+                      'main(sys.argv[1:])\n'
+                      "tasks = os.listdir('/proc/self/task')\n"
+                      "names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in tasks]\n"
+                      "print('threads after main:', sorted(names))\n")
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', str(script),
+           '-opt', str(tiny), '--launcher', 'pytorch', '--force_yml', 'train.total_iter=4', 'val.val_freq=2']
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert run.returncode == 0 and 'terminate called' not in run.stderr, run.stderr[-3000:]
+    listed = [line for line in run.stdout.splitlines() if line.startswith('threads after main:')]
+    assert len(listed) == 2 and not any('gloo' in line for line in listed), listed
 
 
 def test_sharded_validation_equals_single_process(tmp_path, tiny):

@@ -7,8 +7,10 @@ SLURM_NODELIST as master). nccl on CUDA, gloo on CPU.
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 import subprocess
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +73,10 @@ def init_distributed(launcher: str, backend: str | None = None, port: int = 2950
     use_cuda = torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local % torch.cuda.device_count())
+    # Its functions take ``group=group.WORLD`` as a default, bound when the module is first imported (DDP
+    # imports it, through torch._dynamo). Imported once the group exists, they would keep the group, and its
+    # gloo threads, alive past destroy_process_group until interpreter teardown (see cleanup).
+    importlib.import_module('torch.distributed.nn.functional')
     torch_dist.init_process_group(backend or ('nccl' if use_cuda else 'gloo'), rank=rank, world_size=world,
                                   timeout=datetime.timedelta(seconds=timeout_s))
     return DistContext(rank, world, local)
@@ -115,13 +121,36 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return holder[0]
 
 
-def cleanup(finished: bool) -> None:
-    """Leave the process group. After a finished run the ranks leave together (a rank that tears gloo down
-    while its peer still has work in flight makes that peer abort at exit); after a failure this rank leaves
-    at once, so that the launcher stops the others instead of this rank waiting for them."""
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        try:
-            if finished:
-                torch_dist.barrier()
-        finally:
-            torch_dist.destroy_process_group()
+def cleanup(error: BaseException | None = None) -> None:
+    """Leave the process group, after a finished run or one that failed with ``error``.
+
+    After a finished run the ranks leave together (none closes its connections while a peer still waits on
+    them); after a failure this rank leaves at once, so that the launcher stops the others instead of this rank
+    waiting for them. Either way the group is freed here, which joins gloo's worker threads while Python is
+    intact: one still running when the interpreter finalizes aborts the process if it then frees a tensor
+    (docs/DISTRIBUTED.md, "Clean exits"). So the caller must hold no DDP model by now: DDP's reducer keeps the
+    group, and would free it later while holding the GIL, which a worker may be waiting for. The frames of
+    ``error``'s traceback, which still hold the trainer, are cleared for that reason.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    if error is not None:
+        _clear_frames(error)
+    try:
+        if error is None:
+            torch_dist.barrier()
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def _clear_frames(error: BaseException) -> None:
+    """Drop the local variables of the frames that ``error``, and the exceptions it chains, went through."""
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        pending += [exc.__cause__, exc.__context__]
