@@ -201,8 +201,11 @@ class Trainer:
         self.tb.close()
 
     def _log_interruption(self) -> None:
-        """Say where an interrupted run stands: what is saved, and how to continue."""
-        found = find_resume_state(self.root) if self.dist.is_main else None
+        """Say where an interrupted run stands: what is saved, and how to continue (the main rank, which
+        writes the checkpoints, is the one that knows)."""
+        if not self.dist.is_main:
+            return
+        found = find_resume_state(self.root)
         if found is None:
             logger.error('Interrupted during iteration %d; no training state was saved yet, so a new run starts over.',
                          self.state.iteration)
