@@ -10,6 +10,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('SRKIT_SHARED', REPO.parent / 'shared'))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (the README's ``-n 2``) each worker owns one core, so the scripts the tests start get
+    one thread too: two threads each on a core another process is using make small ops many times slower."""
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, or skip the test (with the reason) when it is absent."""
     path = SHARED.joinpath(*parts)

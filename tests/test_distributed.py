@@ -84,14 +84,15 @@ def test_a_finished_run_stops_gloo_threads_before_the_interpreter_exits(tmp_path
                       'main(sys.argv[1:])\n'
                       "tasks = os.listdir('/proc/self/task')\n"
                       "names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in tasks]\n"
-                      "print('threads after main:', sorted(names))\n")
+                      "with open(f\"threads_{os.environ['RANK']}.txt\", 'w') as f:\n"
+                      "    f.write(' '.join(sorted(names)))\n")  # one file per rank: printed lines interleave
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', str(script),
            '-opt', str(tiny), '--launcher', 'pytorch', '--force_yml', 'train.total_iter=4', 'val.val_freq=2']
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert run.returncode == 0 and 'terminate called' not in run.stderr, run.stderr[-3000:]
-    listed = [line for line in run.stdout.splitlines() if line.startswith('threads after main:')]
-    assert len(listed) == 2 and not any('gloo' in line for line in listed), listed
+    listed = [(tmp_path / f'threads_{rank}.txt').read_text() for rank in range(2)]
+    assert all(listed) and not any('gloo' in names for names in listed), listed
 
 
 def test_sharded_validation_equals_single_process(tmp_path, tiny):
