@@ -28,7 +28,8 @@ from srkit.engine.cli import run_entry_point
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--input', required=True, type=Path, help='training-form ETDS checkpoint')
-    parser.add_argument('--output', required=True, type=Path, help='where to write the plain-form checkpoint')
+    parser.add_argument('--output', required=True, type=Path,
+                        help='where to write the plain-form checkpoint (.safetensors: in safetensors format)')
     parser.add_argument('--arch', help='expected training-form preset, e.g. ETDS_M6C32')
     parser.add_argument('--num-block', type=int, help='expected number of blocks')
     parser.add_argument('--num-feat', type=int, help='expected total width (backbone + residual channels)')

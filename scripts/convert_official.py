@@ -28,7 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--arch', required=True, help='registered architecture or preset, e.g. EIMN_A, IMDN, IMDN_RTC')
     parser.add_argument('--scale', required=True, type=int, help='upscaling factor the checkpoint was trained for')
     parser.add_argument('--input', required=True, type=Path, help='the official checkpoint')
-    parser.add_argument('--output', required=True, type=Path, help="where to write srkit's {'params': ...} file")
+    parser.add_argument('--output', required=True, type=Path,
+                        help="where to write srkit's {'params': ...} file (.safetensors: in safetensors format)")
     parser.add_argument('--force', action='store_true', help='replace --output if it exists')
     return parser.parse_args(argv)
 

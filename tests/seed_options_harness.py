@@ -250,6 +250,7 @@ def run(path: Path, kind: Kind, shared: Path, tmp: Path, cache: Path | None = No
     """The first step through the entry points' own code: one training iteration (Trainer.train) or test.py's
     evaluation (run_test, with weights seeded when the file names none here). Returns the file it wrote last:
     the final network or results.json. ``extra`` overrides come after run_overrides'."""
+    from srkit.core.checkpoint import network_path
     from srkit.engine.experiment import seed_everything
     from srkit.engine.tester import run_test
 
@@ -257,7 +258,7 @@ def run(path: Path, kind: Kind, shared: Path, tmp: Path, cache: Path | None = No
     if kind == 'train':
         trainer = build(path, kind, shared, tmp, overrides, cache).trainer
         trainer.train()
-        return trainer.root / 'models' / 'net_g_latest.pth'
+        return network_path(trainer.root, 'net_g', 'latest', trainer.options.logger.network_format)
     seed_everything(0)  # random weights (no checkpoint here) are then the same on every run
     options = load(path, kind, shared, tmp, overrides, cache)
     run_test(options)

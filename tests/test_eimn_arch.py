@@ -1,7 +1,10 @@
-"""EIMN: the official checkpoints load strictly into the right preset; shapes, options, spec claims."""
+"""EIMN and EIMNBaidu: the official checkpoints load strictly into the right preset; the official code's
+outputs and initial weights (a golden fixture); weight_path; shapes, options, spec claims."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -9,10 +12,10 @@ import torch
 from conftest import shared_path
 from PIL import Image
 
-from srkit.archs import ARCH_REGISTRY, arch_spec
+from srkit.archs import ARCH_REGISTRY, arch_spec, create
 from srkit.archs.eimn_arch import EIMN
 from srkit.archs.weights import adapt_official_state_dict, check_state_dict
-from srkit.core.errors import CheckpointError
+from srkit.core.errors import CheckpointError, OptionError
 
 CHECKPOINTS = [('EIMN_A', 2), ('EIMN_A', 3), ('EIMN_A', 4), ('EIMN_L', 2), ('EIMN_L', 3)]
 
@@ -109,3 +112,95 @@ def test_fp16_and_channels_last_claims_hold_for_eimn_a_x4() -> None:
     net = ARCH_REGISTRY.get('EIMN_A')(scale=4).eval()
     net.load_state_dict(official('EIMN', 'EIMN_A_x4', 'EIMN_A'), strict=True)
     spec_claims_hold(net, 'EIMN_A', 4)
+
+
+# Small networks from the authors' own code (tests/fixtures/eimn/README.md says how they were made).
+GOLDEN = Path(__file__).resolve().parent / 'fixtures' / 'eimn' / 'official_golden.pt'
+
+
+@pytest.fixture(scope='module')
+def golden() -> dict[str, Any]:
+    return torch.load(GOLDEN, map_location='cpu', weights_only=True)
+
+
+def assert_same_state(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> None:
+    assert set(ours) == set(theirs)
+    for key, value in theirs.items():
+        assert ours[key].shape == value.shape and torch.equal(ours[key], value), key
+
+
+@pytest.mark.parametrize('arch,scale,key', [('EIMN', 2, 'eimn_init'), ('EIMNBaidu', 1, 'baidu_init')])
+def test_a_seed_gives_the_official_initial_weights(golden, arch: str, scale: int, key: str) -> None:
+    """Same parameter names, shapes and initial values as the official constructor under the same seed."""
+    torch.manual_seed(0)
+    net = create(arch, scale, **golden['args'])
+    assert_same_state(net.state_dict(), golden[key])
+
+
+def baidu(golden: dict[str, Any], **kwargs: Any) -> torch.nn.Module:
+    return create('EIMNBaidu', 1, **golden['args'], **kwargs).eval()
+
+
+def test_eimn_baidu_computes_what_the_official_network_computes(golden) -> None:
+    net = baidu(golden)
+    net.load_state_dict(golden['baidu_state'], strict=True)
+    with torch.no_grad():
+        out = net(golden['baidu_input'])
+    assert out.shape == golden['baidu_input'].shape
+    torch.testing.assert_close(out, golden['baidu_output'], rtol=1e-5, atol=1e-5)
+
+
+def test_eimn_baidu_is_a_same_size_variant_at_scale_1() -> None:
+    spec = arch_spec('EIMNBaidu')
+    assert spec.scales == (1,) and spec.same_size_output and spec.scale_arg == 'scale' and not spec.subpixel_tail
+    net = ARCH_REGISTRY.get('EIMNBaidu')(embed_dims=8, num_stages=1).eval()
+    assert [type(m) for m in net.tail] == [torch.nn.Conv2d] and net.tail[0].out_channels == 3
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 7, 5)).shape == (1, 3, 7, 5)
+    with pytest.raises(OptionError, match=r'supports scales \[1\], not 2'):
+        create('EIMNBaidu', 2)
+    with pytest.raises(OptionError, match='scale must be 1, got 2'):
+        create('EIMNBaidu', scale=2)
+
+
+@pytest.mark.parametrize('wrap', [lambda s: s, lambda s: {'state_dict': s}, lambda s: {'params_ema': s}],
+                         ids=['raw', 'state_dict', 'params_ema'])
+def test_weight_path_loads_the_file_when_the_network_is_built(golden, tmp_path, wrap) -> None:
+    """The official layouts (a raw state dict, or one under ``state_dict``) and srkit's own."""
+    path = tmp_path / 'weights.pth'
+    torch.save(wrap(golden['baidu_state']), path)
+    net = baidu(golden, weight_path=str(path), freeze_param=True)
+    with torch.no_grad():
+        torch.testing.assert_close(net(golden['baidu_input']), golden['baidu_output'], rtol=1e-5, atol=1e-5)
+    assert {name for name, p in net.named_parameters() if p.requires_grad} == {'tail.0.weight', 'tail.0.bias'}
+
+
+@pytest.mark.parametrize('empty', ['', None])
+def test_an_empty_or_null_weight_path_means_random_weights(golden, empty) -> None:
+    torch.manual_seed(0)
+    assert_same_state(baidu(golden, weight_path=empty).state_dict(), golden['baidu_init'])
+
+
+def test_a_weight_path_that_is_missing_or_does_not_fit_names_the_file(golden, tmp_path) -> None:
+    missing = tmp_path / 'nowhere.pth'
+    with pytest.raises(CheckpointError, match=f'{re.escape(str(missing))} does not exist') as info:
+        create('EIMN', 2, **golden['args'], weight_path=str(missing))
+    assert info.value.key == 'network_g'
+    baidu_file = tmp_path / 'baidu.pth'
+    torch.save(golden['baidu_state'], baidu_file)
+    unfit = rf'{re.escape(str(baidu_file))} does not fit EIMN: "tail\.0\.weight" has shape \(3, 16, 3, 3\) in the'
+    with pytest.raises(CheckpointError, match=unfit + r' checkpoint but \(12, 16, 3, 3\)'):
+        create('EIMN', 2, **golden['args'], weight_path=str(baidu_file))
+
+
+def test_weight_path_takes_an_official_release() -> None:
+    path = shared_path('weights', 'EIMN', 'EIMN_L_x2.pth')
+    net = create('EIMN_L', 2, weight_path=str(path))
+    assert torch.equal(net.tail[0].weight, official('EIMN', 'EIMN_L_x2', 'EIMN_L')['tail.0.weight'])
+
+
+def test_norm_is_accepted_only_as_the_batchnorm_the_official_blocks_use() -> None:
+    for norm in ('BatchNorm2d', torch.nn.BatchNorm2d):
+        assert isinstance(EIMN(num_stages=1, norm=norm).block1[0].norm1, torch.nn.BatchNorm2d)
+    with pytest.raises(OptionError, match=r"norm must be BatchNorm2d .* got 'LayerNorm'"):
+        create('EIMN', 2, num_stages=1, norm='LayerNorm')

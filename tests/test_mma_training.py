@@ -4,6 +4,7 @@ test files parse and say what the official files say, and the CPU-sized MMA_ligh
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, shared_path
@@ -12,6 +13,8 @@ from srkit.config.options import Options, load_options
 from srkit.core.checkpoint import load_checkpoint_file
 from srkit.core.dist import DistContext
 from srkit.data.image_io import read_image, write_image
+from srkit.data.imagenet_paired_dataset import ImageNetPairedDataset
+from srkit.data.loader import build_dataset
 from srkit.engine.trainer import Trainer
 
 SCALES = (2, 3, 4)
@@ -31,18 +34,41 @@ def _check_published_network(options: Options, scale: int) -> None:
 
 
 @pytest.mark.parametrize('scale', SCALES)
-def test_pretrain_recipe_is_imagenet_with_on_the_fly_bicubic(scale: int):
+def test_pretrain_recipe_is_the_official_imagenet_paired_dataset_on_class_folders(scale: int):
     options = _recipe(scale, 'pretrain')
     _check_published_network(options, scale)
     train = options.datasets['train']
-    assert train.type == 'HRBicubicDataset' and 'ImageNet' in train.args['dataroot_gt']
+    assert train.type == 'ImageNetPairedDataset'  # the official type: whole-photo LR, then the crop
+    assert train.args['dataroot_gt'] == 'datasets/ImageNet/train'  # ImageNet's class folders, not flattened
+    assert train.args.get('meta_info_file') is None  # every photo, as officially
+    assert train.args['stretch_small_images'] is True  # small photos stretched, as officially
     assert train.args['gt_size'] == 64 * scale  # LR 64x64 at every scale ("input=64x64" in the README)
+    assert train.args['use_hflip'] and train.args['use_rot']
     assert train.loader.batch_size_per_gpu == 4  # x 8 GPUs = 32
     assert options.path.pretrain_network_g is None
     t = options.train
     assert (t.optim_g.type, t.optim_g.args['lr'], t.optim_g.args['betas']) == ('Adam', 2e-4, (0.9, 0.99))
     assert t.scheduler.type == 'MultiStepLR' and t.scheduler.args['milestones'][-1] < t.total_iter == 800_000
     assert t.ema_decay == 0.999 and t.pixel_opt.type == 'L1Loss'
+
+
+@pytest.mark.parametrize('scale', SCALES)
+def test_pretrain_recipe_reads_class_folders_and_stretches_a_small_photo(tmp_path: Path, scale: int):
+    rng = np.random.default_rng(scale)
+    photos = {'n01/small.png': (40, 52), 'n02/large.png': (64 * scale + 5, 64 * scale + 9)}
+    for key, shape in photos.items():
+        write_image(tmp_path / 'train' / key, rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
+    options = load_options(REPO / f'options/train/MMA/train_MMA_x{scale}_pretrain.yml', is_train=True,
+                           overrides=[f'datasets.train.dataroot_gt={tmp_path / "train"}'])
+    data = build_dataset(options.datasets['train'])
+    assert isinstance(data, ImageNetPairedDataset) and data.keys == sorted(photos)
+    for index, key in enumerate(data.keys):
+        sample = data[(index, 0)]
+        assert Path(sample['gt_path']) == tmp_path / 'train' / key  # not skipped: the small one is stretched
+        assert sample['gt'].shape == (3, 64 * scale, 64 * scale) and sample['lq'].shape == (3, 64, 64)
+        lq = sample['lq']
+        assert not torch.equal(lq, torch.round(lq * 255) / 255)  # float LR, never rounded to 8 bits
+    assert not data.skipped
 
 
 @pytest.mark.parametrize('scale', SCALES)

@@ -85,9 +85,10 @@ for visit in range(1, 6):
     ('train_step:2', {'SRKIT_FAULT_RANK': '1', 'RANK': '1'}, 2),
     ('train_step:2', {'SRKIT_FAULT_RANK': '1', 'RANK': '0'}, None),
     ('train_step:2', {'SRKIT_FAULT_RANK': '0'}, 2),  # no RANK: a single process, rank 0
+    ('train_step:3', {'SRKIT_FAULT_SIGNAL': 'TERM'}, 3),  # a graceful-stop signal instead (default action here)
 ])
 def test_fault_point_kills_at_the_named_visit_only(points, env, last_visit):
-    environ = {k: v for k, v in os.environ.items() if k not in ('RANK', 'SRKIT_FAULT_RANK')}
+    environ = {k: v for k, v in os.environ.items() if k not in ('RANK', 'SRKIT_FAULT_RANK', 'SRKIT_FAULT_SIGNAL')}
     environ.update(env, SRKIT_FAULT_POINTS=points, PYTHONPATH=str(REPO))
     probe = subprocess.run([sys.executable, '-c', FAULT_PROBE], env=environ, capture_output=True, text=True,
                            timeout=TIMEOUT, check=False)
@@ -95,7 +96,8 @@ def test_fault_point_kills_at_the_named_visit_only(points, env, last_visit):
     if last_visit is None:
         assert probe.returncode == 0 and visits == [1, 2, 3, 4, 5], probe.stderr
     else:
-        assert probe.returncode == -signal.SIGKILL and visits == list(range(1, last_visit + 1)), probe.stderr
+        expected = signal.Signals[f'SIG{env.get("SRKIT_FAULT_SIGNAL", "KILL")}']
+        assert probe.returncode == -expected and visits == list(range(1, last_visit + 1)), probe.stderr
 
 
 @pytest.mark.parametrize('points', ['train_step', 'train_step:0', 'train_step:x', 'trainstep:1'])
@@ -104,6 +106,13 @@ def test_a_malformed_fault_point_is_an_error_not_silence(points):
     probe = subprocess.run([sys.executable, '-c', FAULT_PROBE], env=environ, capture_output=True, text=True,
                            timeout=TIMEOUT, check=False)
     assert probe.returncode == 1 and f'"{points}" is not <point>:<count' in probe.stderr
+
+
+def test_a_malformed_fault_signal_is_an_error_not_silence():
+    environ = dict(os.environ, SRKIT_FAULT_POINTS='train_step:1', SRKIT_FAULT_SIGNAL='HUP', PYTHONPATH=str(REPO))
+    probe = subprocess.run([sys.executable, '-c', FAULT_PROBE], env=environ, capture_output=True, text=True,
+                           timeout=TIMEOUT, check=False)
+    assert probe.returncode == 1 and "SRKIT_FAULT_SIGNAL must be one of KILL, TERM, INT" in probe.stderr
 
 
 def train(opt: Path, *extra: str, points: str = '') -> subprocess.CompletedProcess:

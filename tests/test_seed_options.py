@@ -27,38 +27,29 @@ from seed_options_harness import first_error, kind_of, rewrite, run, seed_files
 
 from srkit.config.options import load_yaml
 
-OPTIONS = '#13 The option files researchers already have run (BasicSR semantics, EIMN and MMA files)'
 TRANSFORMERS = "#14 IGConv's transformer hosts (SwinIR, SRFormer, HAT, ATD, HiT-SRF)"
 IGCONV = '#15 IGConv as released (CNN and Mamba hosts, checkpoint layout, MSRModel and its option keys)'
 ETDS = '#16 ETDS as its paper ran it (baselines, ET, ablations, its framework keys)'
 REALESRGAN = '#17 Real-world SR and GAN training (Real-ESRGAN)'
-ISSUES = (OPTIONS, TRANSFORMERS, IGCONV, ETDS, REALESRGAN)
+ISSUES = (TRANSFORMERS, IGCONV, ETDS, REALESRGAN)
 
 # file (relative to seed_options) -> the open issue whose feature it needs first
 EXPECTED_FAILURES: dict[str, str] = {
-    # #13: EIMN's constructor argument weight_path; the EIMNBaidu variant of EIMN.
-    'EIMN/options/train/EIMN/train_EIMNNet_x2_baidu.yml': OPTIONS,
-    'EIMN/options/train/EIMN/train_EIMNNet_x2_bicubic_DIV2K.yml': OPTIONS,
-    'EIMN/options/train/EIMN/train_EIMNNet_x2_bicubic_DIV2K_multiscale.yml': OPTIONS,
-    # #13: use_vflip (a key BasicSR ignores) comes first; #16's use_channels_shuffle and train.losses as a mapping
-    # follow, so these need both issues.
-    'ETDS/configs/train/ETDS/ablations/train_ETDS_M6C32_x4_normal_loss.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M4C32_x2.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M4C32_x3.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M4C32_x4.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M5C16_x2.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M5C16_x3.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M5C16_x4.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M6C32_x2.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M6C32_x3.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M6C32_x4.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M7C48_x2.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M7C48_x3.yml': OPTIONS,
-    'ETDS/configs/train/ETDS/train_ETDS_M7C48_x4.yml': OPTIONS,
-    # #13: MMA's ImageNet pre-training dataset (ImageNetPairedDataset).
-    'MMA/options/train/MMA/train_MMA_x2_pretrain.yml': OPTIONS,
-    'MMA/options/train/MMA/train_MMA_x3_pretrain.yml': OPTIONS,
-    'MMA/options/train/MMA/train_MMA_x4_pretrain.yml': OPTIONS,
+    # #16: ETDS's use_channels_shuffle (its PairedImageDataset's channel shuffle) and train.losses as a mapping;
+    # use_vflip next to use_hflip and use_rot is translated (docs/OPTIONS.md).
+    'ETDS/configs/train/ETDS/ablations/train_ETDS_M6C32_x4_normal_loss.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M4C32_x2.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M4C32_x3.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M4C32_x4.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M5C16_x2.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M5C16_x3.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M5C16_x4.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M6C32_x2.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M6C32_x3.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M6C32_x4.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M7C48_x2.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M7C48_x3.yml': ETDS,
+    'ETDS/configs/train/ETDS/train_ETDS_M7C48_x4.yml': ETDS,
     # #14: ATD, HAT, HiT-SRF, SRFormer and SwinIR hosts (first missing: the network type; then SwinIRMSModel or
     # MambaMSModel, and in test files the top-level scale given only by each set's ds_scale).
     'IGConv/options/test/ATD/ATD_IGPlus.yaml': TRANSFORMERS,
@@ -141,7 +132,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     'ETDS/configs/test/ESPCN/test_ESPCN_x3.yml': ETDS,
     'ETDS/configs/test/ESPCN/test_ESPCN_x4.yml': ETDS,
     'ETDS/configs/test/ETDS/ablations/test_ETDS_M6C32_x4_advance_residual.yml': ETDS,
-    'ETDS/configs/test/ETDS/ablations/test_ETDS_M6C32_x4_normal_loss.yml': ETDS,
     'ETDS/configs/test/ETDS/ablations/test_ETDS_M6C32_x4_only_ET.yml': ETDS,
     'ETDS/configs/test/ETDS/ablations/test_ETDS_M6C32_x4_only_residual.yml': ETDS,
     'ETDS/configs/test/ETDS/test_ETDS_M4C32_x2.yml': ETDS,
@@ -209,11 +199,14 @@ BUILD_ONLY: dict[str, str] = {
     'MMA/options/train/MMA/train_MMA_x2_finetune.yml': _MMA,
     'MMA/options/train/MMA/train_MMA_x3_finetune.yml': _MMA,
     'MMA/options/train/MMA/train_MMA_x4_finetune.yml': _MMA,
+    'MMA/options/train/MMA/train_MMA_x2_pretrain.yml': _MMA,
+    'MMA/options/train/MMA/train_MMA_x3_pretrain.yml': _MMA,
+    'MMA/options/train/MMA/train_MMA_x4_pretrain.yml': _MMA,
 }
 
 SEED_COUNT = 149  # 110 .yml + 39 .yaml (seed_options/README.md)
-BUILDING = 5  # files that build today; change with EXPECTED_FAILURES
-RUNNING = 0  # of those, files whose first step runs here (the others are BUILD_ONLY)
+BUILDING = 12  # files that build today; change with EXPECTED_FAILURES
+RUNNING = 4  # of those, files whose first step runs here (the others are BUILD_ONLY)
 
 SEED = SHARED / 'seed_options'
 ABSENT = 'shared-seed_options-absent'  # the one parameter when ../shared is absent: its test skips, saying why
@@ -313,29 +306,23 @@ def test_rewrite_changes_only_what_a_user_may_change(tmp_path: Path, lmdb_cache:
         assert changed['num_gpu'] == 0
 
 
-# A tiny network in place of MMA's: the run step itself is checked even while no CPU-sized seed file builds.
+# A tiny network in place of MMA's: the run step itself is checked on the MMA files too, which are BUILD_ONLY.
 TINY = 'network_g={type: EDSR, num_feat: 8, num_block: 1, upscale: 2}'
 MMA_TRAIN = 'MMA/options/train/MMA/train_MMA_x2_finetune.yml'
 
 
 def test_the_first_step_runs_a_seed_file_with_a_tiny_network(tmp_path: Path, lmdb_cache: Path) -> None:
-    """run() trains one iteration (validating on one Set5 image) and runs test.py on one image of each set."""
-    # prefetch_mode: cuda is set to null here only because of the srkit bug test_cuda_prefetch_... records
-    network = run(seed_file(MMA_TRAIN), 'train', SHARED, tmp_path / 'train', lmdb_cache,
-                  [TINY, 'datasets.train.prefetch_mode=null'])
+    """run() trains one iteration (validating on one Set5 image) and runs test.py on one image of each set.
+
+    The MMA files prefetch to CUDA (``prefetch_mode: cuda``); with ``num_gpu: 0`` srkit loads batches without it
+    and says so in the log.
+    """
+    network = run(seed_file(MMA_TRAIN), 'train', SHARED, tmp_path / 'train', lmdb_cache, [TINY])
     assert network.is_file() and network.name == 'net_g_latest.pth'
     log = next(network.parent.parent.glob('train_*.log')).read_text(encoding='utf-8')
     assert 'Validation Set5 @ iter 1' in log
+    assert 'Option "datasets.train.prefetch_mode" is cuda but num_gpu is 0' in log
     results = run(seed_file('MMA/options/test/MMA/test_MMA_x2.yml'), 'test', SHARED, tmp_path / 'test', lmdb_cache,
                   [TINY])
     tables = json.loads(results.read_text(encoding='utf-8'))['datasets']
     assert len(tables) == 5 and all(len(t['per_image']) == 1 for t in tables)
-
-
-@pytest.mark.xfail(strict=True, raises=(RuntimeError, ValueError),
-                   reason='srkit bug: with num_gpu: 0, prefetch_mode: cuda fails at the first iteration, not as a '
-                          'user error (RuntimeError "CUDAPrefetcher needs CUDA"; ValueError from torch.cuda.Stream '
-                          'on a CPU device where CUDA exists) instead of training on the CPU')
-def test_cuda_prefetch_trains_on_the_cpu_num_gpu_0_asks_for(tmp_path: Path, lmdb_cache: Path) -> None:
-    """The MMA files prefetch to CUDA; num_gpu: 0 is a change the seed README allows, so they must train."""
-    run(seed_file(MMA_TRAIN), 'train', SHARED, tmp_path, lmdb_cache, [TINY])

@@ -3,10 +3,12 @@
 A MetaFormer body of convolution-only blocks: MOLRCM (multi-order long-range convolutional modulation)
 mixes space, SADFFM (spatially-adaptive dual-gated feed-forward, ending in DFFM) mixes channels.
 Parameter names follow the official release (``head.0``, ``blockK.0``, ``normK``, ``tail.0``) so its
-checkpoints load as they are.
+checkpoints load as they are. EIMNBaidu is the authors' same-size variant (EIMN_BasicSR,
+basicsr/archs/EIMN_baidu_arch.py): the same body with a plain conv tail, for restoration at scale 1.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -15,9 +17,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from srkit.archs.spec import ArchSpec, require_positive
+from srkit.archs.weights import load_pretrained
 from srkit.core.registry import ARCH_REGISTRY
 
-__all__ = ['EIMN', 'EIMN_A', 'EIMN_L']
+__all__ = ['EIMN', 'EIMNBaidu', 'EIMN_A', 'EIMN_L']
+
+logger = logging.getLogger('srkit')
 
 # Every op works at any input size (stride 1, 'same' padding, global pooling). float16: LayerNorm
 # statistics stay in float32 under autocast, and with the official checkpoints on Set5/Set14 no
@@ -28,6 +33,8 @@ EIMN_SPEC = ArchSpec(scales=(2, 3, 4), scale_arg='scale', pad_multiple=1, min_si
 # Parameter counts of the presets come from the official checkpoints (BatchNorm running stats are buffers).
 EIMN_L_SPEC = replace(EIMN_SPEC, params={2: 981724, 3: 990379})
 EIMN_A_SPEC = replace(EIMN_SPEC, params={2: 860098, 3: 868753, 4: 880870})
+# The same body (so the same size, precision and tiling claims) at scale 1; its tail is no sub-pixel conv.
+EIMN_BAIDU_SPEC = replace(EIMN_SPEC, scales=(1,), same_size_output=True, subpixel_tail=())
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -137,33 +144,66 @@ class EIMNBlock(nn.Module):
         return x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
 
 
+def _check_norm(norm: str | type[nn.Module]) -> None:
+    """Refuse a ``norm`` other than BatchNorm2d: the official constructors take the argument but build every
+    block with BatchNorm2d whatever it says, so honouring another value would change the network and ignoring
+    it would mislead."""
+    if norm not in ('BatchNorm2d', nn.BatchNorm2d):
+        raise ValueError(f'norm must be BatchNorm2d (the official EIMN builds its blocks with BatchNorm2d '
+                         f'whatever norm says), got {norm!r}')
+
+
 @ARCH_REGISTRY.register(meta=EIMN_SPEC)
 class EIMN(nn.Module):
-    """EIMN with the official option names.
+    """EIMN with the official constructor's arguments and meanings.
 
     num_stages stages, each ``depths`` EIMNBlocks then a LayerNorm; a global residual around the body;
     a 3x3 conv + PixelShuffle tail. ``freeze_param`` leaves only the tail trainable, as the official
-    recipe does first when fine-tuning x3/x4 from a smaller scale.
+    recipe does first when fine-tuning x3/x4 from a smaller scale. ``norm`` is accepted as the official
+    signature has it, and must be BatchNorm2d (see ``_check_norm``).
+
+    ``weight_path``: as in the official constructor, a non-empty path loads those weights when the network is
+    built (before ``freeze_param``), strictly: every key and shape must fit, else a CheckpointError names the
+    file and the first mismatched key. The file may be a raw state dict (the official releases), one under
+    ``state_dict`` (what the official loader also accepts) or srkit's/BasicSR's ``params_ema``/``params``
+    layout. It goes through ``srkit.archs.weights.load_pretrained``, srkit's one loading path
+    (``weights_only=True``). ``''`` and null both mean random initialisation (the official code treats only
+    ``''`` so; null, as the Baidu option file writes, would reach ``torch.load(None)`` there and fail).
+    ``path.pretrain_network_g``, loaded after construction, replaces these weights, as in BasicSR.
     """
 
     def __init__(self, embed_dims: int = 64, scale: int = 2, depths: int = 1, mlp_ratios: float = 2.66,
                  drop_rate: float = 0.0, drop_path_rate: float = 0.0, num_stages: int = 16,
-                 freeze_param: bool = False) -> None:
+                 freeze_param: bool = False, norm: str | type[nn.Module] = 'BatchNorm2d',
+                 weight_path: str | None = '') -> None:
         super().__init__()
         require_positive(embed_dims=embed_dims, scale=scale, depths=depths, num_stages=num_stages)
         if embed_dims < 8:
             raise ValueError(f'EIMN needs embed_dims >= 8 (MOLRCM splits channels in eighths), got {embed_dims}.')
+        _check_norm(norm)
         self.num_stages = num_stages
         self.head = nn.Sequential(nn.Conv2d(3, embed_dims, 3, padding=1))
+        # Built before the body, as the official constructor does, so that a seed gives the official initial
+        # weights; assigned after it, so that the parameter order (optimizer states, checkpoints) is srkit's.
+        tail = self._make_tail(embed_dims, scale)
         rates = torch.linspace(0, drop_path_rate, num_stages * depths).tolist()
         for i in range(num_stages):
             blocks = [EIMNBlock(embed_dims, mlp_ratios, drop_rate, rates[i * depths + j]) for j in range(depths)]
             self.add_module(f'block{i + 1}', nn.ModuleList(blocks))
             self.add_module(f'norm{i + 1}', ChannelLayerNorm(embed_dims))
-        self.tail = nn.Sequential(nn.Conv2d(embed_dims, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale))
+        self.tail = tail
+        if weight_path:
+            load_pretrained(self, weight_path, param_key=None, arch_type=type(self).__name__,
+                            hint="weight_path must hold weights of this exact network; '' starts from random ones.")
+            logger.info('Loaded weight_path %s into %s.', weight_path, type(self).__name__)
         if freeze_param:
             for name, param in self.named_parameters():
                 param.requires_grad_(name.startswith('tail.'))
+
+    @staticmethod
+    def _make_tail(embed_dims: int, scale: int) -> nn.Module:
+        """Features to the RGB image: a 3x3 conv to 3 * scale^2 channels, then PixelShuffle(scale)."""
+        return nn.Sequential(nn.Conv2d(embed_dims, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shallow = self.head(x)
@@ -173,6 +213,32 @@ class EIMN(nn.Module):
                 x = block(x)
             x = getattr(self, f'norm{i}')(x)
         return self.tail(x + shallow)
+
+
+@ARCH_REGISTRY.register(meta=EIMN_BAIDU_SPEC)
+class EIMNBaidu(EIMN):
+    """EIMN for same-size restoration (the authors' EIMNBaidu, train_EIMNNet_x2_baidu.yml): the tail is one 3x3
+    conv to RGB, without PixelShuffle, so the output has the input's size; body, residual and names are EIMN's.
+
+    The authors trained it for Baidu AI Studio's face beauty and acne removal task (image in, image out).
+    The arguments are the official ones. The official constructor takes ``scale`` (default 2) and ignores it;
+    here it defaults to 1, what the option file sets, and another value is refused rather than ignored.
+    """
+
+    def __init__(self, embed_dims: int = 64, scale: int = 1, depths: int = 1, mlp_ratios: float = 2.66,
+                 drop_rate: float = 0.0, drop_path_rate: float = 0.0, num_stages: int = 16,
+                 freeze_param: bool = False, norm: str | type[nn.Module] = 'BatchNorm2d',
+                 weight_path: str | None = '') -> None:
+        if scale != 1:
+            raise ValueError(f'EIMNBaidu restores at the input size: scale must be 1, got {scale!r}')
+        super().__init__(embed_dims=embed_dims, scale=scale, depths=depths, mlp_ratios=mlp_ratios,
+                         drop_rate=drop_rate, drop_path_rate=drop_path_rate, num_stages=num_stages,
+                         freeze_param=freeze_param, norm=norm, weight_path=weight_path)
+
+    @staticmethod
+    def _make_tail(embed_dims: int, scale: int) -> nn.Module:
+        """Features to the RGB image at the same size: one 3x3 conv (``scale`` is 1)."""
+        return nn.Sequential(nn.Conv2d(embed_dims, 3, 3, padding=1))
 
 
 @ARCH_REGISTRY.register(meta=EIMN_L_SPEC)

@@ -104,7 +104,8 @@ def check_state_dict(net: nn.Module, state_dict: Mapping[str, torch.Tensor], *, 
 
 def load_pretrained(net: nn.Module, path: str | Path, *, param_key: str | None = 'params', strict: bool = True,
                     arch_type: str | None = None, hint: str = '') -> dict[str, list[str]]:
-    """Load a checkpoint file into ``net``, adapting official layouts; return the keys that did not fit.
+    """Load a checkpoint file (torch or ``.safetensors``, by suffix) into ``net``, adapting official layouts;
+    return the keys that did not fit.
 
     With ``strict``, any difference is a CheckpointError naming the first mismatched key and both shapes,
     followed by ``hint`` (what the caller's user can do about it). Otherwise the matching keys are loaded

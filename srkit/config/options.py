@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,13 @@ from typing import Any, Literal
 
 import yaml
 
+from srkit.config.compat import (
+    FOREIGN_MODEL_TYPES,
+    datasets_scale,
+    drop_train_section,
+    translate_flips,
+    translate_top_level,
+)
 from srkit.config.typed_options import Component, check_call_arguments, convert, option, parse_dataclass
 from srkit.core.errors import OptionError
 from srkit.core.registry import (
@@ -31,8 +39,8 @@ from srkit.core.registry import (
 )
 
 __all__ = ['resolve_network', 'Options', 'DatasetOptions', 'LoaderOptions', 'PathOptions', 'ValOptions',
-           'LoggerOptions', 'DistOptions', 'load_yaml', 'parse_yaml_text', 'apply_overrides', 'parse_options',
-           'load_options', 'dump_options', 'apply_debug']
+           'LoggerOptions', 'WandbOptions', 'DistOptions', 'load_yaml', 'parse_yaml_text', 'apply_overrides',
+           'parse_options', 'load_options', 'dump_options', 'apply_debug']
 
 
 class _StrictSafeLoader(yaml.SafeLoader):
@@ -139,11 +147,42 @@ class ValOptions:
 
 
 @dataclass
+class WandbOptions:
+    """BasicSR's ``logger.wandb``."""
+
+    project: str | None = option(None, 'wandb project; wandb logging is on only when this is set (BasicSR). '
+                                       'Needs the wandb package.')
+    entity: str | None = option(None, 'wandb user or team the project belongs to (default: your wandb default).')
+    resume_id: str | None = option(None, 'Id of a wandb run to continue (e.g. with --auto_resume); default: a new '
+                                         'run.')
+
+
+@dataclass
 class LoggerOptions:
+    """``logger:``: progress lines, checkpoints and the files they go to, TensorBoard and wandb."""
+
     print_freq: int = option(100, 'Log losses, learning rate, speed and ETA every this many iterations.')
     save_checkpoint_freq: int = option(5000, 'Save the network and a training state every this many iterations.')
     use_tb_logger: bool = option(True, 'Write TensorBoard scalars when tensorboard is installed.')
-    wandb: dict[str, Any] | None = option(None, 'Accepted so BasicSR files run; srkit does not log to wandb.')
+    wandb: WandbOptions = option(doc='wandb logging (main process only; files in experiments/<name>/wandb; run '
+                                     'named after `name`): the scalars TensorBoard gets (losses, lr, validation '
+                                     'metrics) and, at each validation, the SR output of the first image of each '
+                                     'validation set.', factory=WandbOptions)
+    network_format: Literal['pth', 'safetensors'] = option(
+        'pth', 'Format of the network files train.py writes (models/net_g_<iter>.<format>): pth (BasicSR) or '
+               'safetensors (needs the safetensors package; params and params_ema are stored as key prefixes '
+               '"params." and "params_ema."). Training states are always torch files.')
+
+    def require_packages(self, path: str) -> None:
+        """The optional packages a training run with these options needs, checked before anything is made, so a
+        missing one fails at once with the command that installs it (test.py neither logs nor writes networks)."""
+        if self.wandb.project is not None and importlib.util.find_spec('wandb') is None:
+            raise OptionError(f'Option "{path}.wandb" turns on wandb logging (project "{self.wandb.project}"), but the '
+                              'wandb package is not installed: pip install wandb (or set the project to null).',
+                              key=f'{path}.wandb')
+        if self.network_format == 'safetensors' and importlib.util.find_spec('safetensors') is None:
+            raise OptionError(f'Option "{path}.network_format" is safetensors, but the safetensors package is not '
+                              'installed: pip install safetensors (or use pth).', key=f'{path}.network_format')
 
 
 @dataclass
@@ -208,7 +247,7 @@ class DatasetOptions:
 @dataclass
 class Options:
     name: str = option(doc='Name of the run: experiments/<name>/ and results/<name>/.')
-    scale: int = option(doc='Upscaling factor.')
+    scale: int = option(doc='Upscaling factor; may be left out where every dataset gives one (docs/OPTIONS.md).')
     network_g: Component = option(doc='The network: {type: <architecture>, ...its arguments}.')
     model_type: str = option('SRModel', 'What a training step means (SRModel, ETDSModel, ...).')
     num_gpu: int | Literal['auto'] = option('auto', 'auto: CUDA when available; 0: CPU.')
@@ -224,6 +263,7 @@ class Options:
     # filled in by srkit, never read from the file
     is_train: bool = field(default=False, init=False)
     source: str = field(default='', init=False)
+    notices: list[str] = field(default_factory=list, init=False)  # what compat translated or ignored: logged
 
     def check(self, path: str) -> None:
         if self.scale < 1:
@@ -237,22 +277,73 @@ class Options:
 
 
 def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<options>') -> Options:
-    """Validate a whole option tree; every error names the dotted key (and the file, via ``source``)."""
+    """Validate a whole option tree; every error names the dotted key (and the file, via ``source``).
+
+    The model and network types are looked up first: a file for a model or network srkit lacks says so
+    before anything else. Then srkit.config.compat applies the policy for keys of BasicSR and its
+    descendants (docs/OPTIONS.md); its notices travel in ``Options.notices``.
+    """
+    notices: list[str] = []
     try:
+        model_cls = _check_types_first(data)
+        data = translate_top_level(data, notices)
+        if not is_train:
+            data = drop_train_section(data, notices)
+        if 'scale' not in data:
+            scale = datasets_scale(data, getattr(model_cls, 'multi_scale', False))
+            if scale is not None:
+                data = {**data, 'scale': scale}
+                notices.append(f'Option "scale" is {scale}, the scale the datasets give.')
         options = parse_dataclass(Options, data)
         options.is_train = is_train
         options.source = source
         resolve_network(options)
-        own_scale = getattr(_lookup(MODEL_REGISTRY, options.model_type, 'model_type'), 'multi_scale', False)
-        options.datasets = {key: _parse_dataset(key, value, options.scale, own_scale)
+        own_scale = getattr(model_cls, 'multi_scale', False)
+        options.datasets = {key: _parse_dataset(key, value, options.scale, own_scale, notices)
                             for key, value in (options.datasets or {}).items()}
         _resolve_model_and_train(options, data.get('train'))
         if options.val is not None:
             options.val.metrics = {key: _check_metric(key, comp) for key, comp in options.val.metrics.items()}
         _check_phases(options)
+        _cpu_prefetch(options, notices)
+        if is_train:
+            options.logger.require_packages('logger')
     except OptionError as exc:
         raise exc.in_file(source) from None
+    options.notices = notices
     return options
+
+
+def _check_types_first(data: dict[str, Any]) -> Any:
+    """The model class; an unknown ``model_type`` or ``network_g.type`` is reported before any other key."""
+    model_type = data.get('model_type', 'SRModel')
+    if isinstance(model_type, str) and model_type in FOREIGN_MODEL_TYPES and model_type not in MODEL_REGISTRY:
+        raise OptionError(f'Option "model_type": srkit has no model called "{model_type}" '
+                          f'({FOREIGN_MODEL_TYPES[model_type]}).', key='model_type')
+    model_cls = _lookup(MODEL_REGISTRY, model_type, 'model_type') if isinstance(model_type, str) else None
+    network = data.get('network_g')
+    if isinstance(network, dict) and isinstance(network.get('type'), str):
+        _lookup(ARCH_REGISTRY, network['type'], 'network_g.type')
+    return model_cls
+
+
+def _cpu_prefetch(options: Options, notices: list[str]) -> None:
+    """``prefetch_mode: cuda`` on a run without CUDA (``num_gpu: 0``, or no GPU here) loads batches as without it.
+
+    BasicSR would fail at the first batch; an official file run on a CPU changes only ``num_gpu``, so srkit says
+    what it does instead (and drops ``pin_memory``, which needs an accelerator).
+    """
+    import torch  # only this check needs it
+
+    if options.num_gpu != 0 and torch.cuda.is_available():
+        return
+    for entry in options.datasets.values():
+        if entry.loader.prefetch_mode == 'cuda':
+            entry.loader.prefetch_mode = None
+            entry.loader.pin_memory = False
+            why = 'num_gpu is 0' if options.num_gpu == 0 else 'CUDA is not available here'
+            notices.append(f'Option "datasets.{entry.key}.prefetch_mode" is cuda but {why}: batches are loaded by the '
+                           'DataLoader as without prefetch_mode, and pin_memory is off.')
 
 
 def load_options(path: str | Path, *, is_train: bool, overrides: list[str] | None = None) -> Options:
@@ -311,7 +402,7 @@ def _accepts(target: Any, name: str) -> bool:
     return name in inspect.signature(target).parameters
 
 
-def _parse_dataset(key: str, value: Any, scale: int, own_scale: bool = False) -> DatasetOptions:
+def _parse_dataset(key: str, value: Any, scale: int, own_scale: bool, notices: list[str]) -> DatasetOptions:
     """``own_scale``: the model is multi-scale, so the entry may set a ``scale`` other than the top-level one."""
     prefix = key.split('_')[0]
     path = f'datasets.{key}'
@@ -333,6 +424,7 @@ def _parse_dataset(key: str, value: Any, scale: int, own_scale: bool = False) ->
         raise OptionError(f'Option "{path}.phase" is {declared_phase!r} but the key says {phase!r}.',
                           key=f'{path}.phase')
     dataset_cls = _lookup(DATASET_REGISTRY, type_name, f'{path}.type')
+    translate_flips(key, value, notices)
     loader_fields = tuple(f.name for f in dataclasses.fields(LoaderOptions))
     loader_data = {k: value.pop(k) for k in list(value) if k in loader_fields}
     loader = parse_dataclass(LoaderOptions, loader_data, path)

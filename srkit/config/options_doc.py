@@ -69,8 +69,49 @@ def _registry_table(registry: Any, skip: int = 0) -> list[str]:
     return rows
 
 
+def _policy_section() -> list[str]:
+    """The written policy for option files of BasicSR and its descendants, from the tables compat applies."""
+    from srkit.config.compat import ETDS_RESUME_KEYS, IGNORED_TOP_LEVEL
+
+    ignored = [f'| `{key}` | {why} |' for key, why in IGNORED_TOP_LEVEL.items()]
+    resume = [f'| `resume.{etds}` (ETDS) | `path.{ours}` (a value in both places must agree) |'
+              for etds, ours in ETDS_RESUME_KEYS.items()]
+    return [
+        '## Option files from BasicSR and its descendants', '',
+        'A file written for BasicSR, or for a repository built on it (EIMN, MMA, ETDS, IGConv), runs after changing '
+        'paths and `num_gpu`, wherever srkit has its network, model and dataset types. The rules '
+        '(srkit/config/compat.py applies them; every notice is one line at the start of the run\'s log):', '',
+        '1. **Keys BasicSR reads keep BasicSR\'s meaning.** They are srkit\'s own options, in the tables below.',
+        '2. **Keys BasicSR ignores are accepted** with a notice saying they have no effect:', '',
+        '   | key | why |', '   |---|---|', *[f'   {row}' for row in ignored], '',
+        '3. **Keys of BasicSR-derived repositories that srkit translates** are read as srkit\'s, with a notice:', '',
+        '   | their key | read as |', '   |---|---|', *[f'   {row}' for row in resume],
+        '   | `datasets.<key>.use_vflip: true` (ETDS), next to `use_hflip: true` and `use_rot: true` | nothing: '
+        'ETDS flips rows, flips columns and transposes, each with probability 1/2; BasicSR\'s `use_hflip` + '
+        '`use_rot` draw the same 8 flips and rotations with the same probabilities. Any other `use_vflip` is an '
+        'error: vertical flips are part of `use_rot` |', '',
+        '4. **Anything else is an error** naming the dotted key, the closest valid key and the file. An unknown '
+        '`model_type` or `network_g.type` is reported before any other key.', '',
+        'Also from BasicSR: the top-level `scale` may be left out where every dataset gives one (`scale`, or '
+        'IGConv\'s `ds_scale`); they must agree unless the model is multi-scale. `test.py` ignores a `train:` '
+        'section (as BasicSR\'s test.py does), with a notice. `prefetch_mode: cuda` on a run without CUDA '
+        '(`num_gpu: 0`, or no GPU) loads batches as without `prefetch_mode` and turns `pin_memory` off, with a '
+        'notice (BasicSR would fail at the first batch). Where srkit refuses what BasicSR accepts, it says why: '
+        '`batch_size_per_gpu` other than 1, `use_shuffle` and `dataset_enlarge_ratio` on val/test sets '
+        '(evaluation takes every image once, one at a time) and the metrics\' `input_order` (srkit hands metrics '
+        'NCHW tensors).', '']
+
+
 def options_markdown() -> str:
-    from srkit.config.options import DistOptions, LoaderOptions, LoggerOptions, Options, PathOptions, ValOptions
+    from srkit.config.options import (
+        DistOptions,
+        LoaderOptions,
+        LoggerOptions,
+        Options,
+        PathOptions,
+        ValOptions,
+        WandbOptions,
+    )
     from srkit.core.registry import (
         ARCH_REGISTRY,
         DATASET_REGISTRY,
@@ -87,6 +128,7 @@ def options_markdown() -> str:
            'missing required key is an error naming the dotted key and the closest valid name. Numbers like '
            '`1e-4` are floats; iteration counts may be written `!!float 5e3`. Command-line overrides: '
            '`--force_yml train.total_iter=1000` (values parsed as YAML, never evaluated).', '',
+           *_policy_section(),
            '## Top level', '', *_dataclass_table(Options, ''), '',
            '## `datasets.<key>`', '',
            'Keys start with `train`, `val` or `test` (e.g. `val_1`, `test_2`); the prefix is the phase. Each entry '
@@ -96,6 +138,7 @@ def options_markdown() -> str:
            '## `path`', '', *_dataclass_table(PathOptions, 'path.'), '',
            '## `val`', '', *_dataclass_table(ValOptions, 'val.'), '',
            '## `logger`', '', *_dataclass_table(LoggerOptions, 'logger.'), '',
+           '### `logger.wandb`', '', *_dataclass_table(WandbOptions, 'logger.wandb.'), '',
            '## `dist_params`', '', *_dataclass_table(DistOptions, 'dist_params.'), '']
     base = MODEL_REGISTRY.get('SRModel').TrainOptions
     base_names = {f.name for f in dataclasses.fields(base)}

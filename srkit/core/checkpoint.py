@@ -1,9 +1,11 @@
 """Checkpoint files: atomic writes, safe reads, the tensors inside a wrapper, resume-state discovery.
 
-Network files keep BasicSR's ``{'params': ..., 'params_ema': ...}`` layout. A training state is one
-self-contained file (network, EMA, optimizer, scheduler, scaler, RNG states, sampler position), written
-atomically, so the newest state is either complete or absent: a kill at any moment cannot leave a
-half-written checkpoint behind. Every read uses ``torch.load(..., weights_only=True)``.
+Network files keep BasicSR's ``{'params': ..., 'params_ema': ...}`` layout, as torch files (``.pth``, the
+default) or ``.safetensors`` files (srkit.core.safetensors_file); the suffix of a path decides, for writing
+and reading alike. A training state is one self-contained torch file (network, EMA, optimizer, scheduler,
+scaler, RNG states, sampler position), written atomically, so the newest state is either complete or absent:
+a kill at any moment cannot leave a half-written checkpoint behind. Every torch read uses
+``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
+from srkit.core import safetensors_file
 from srkit.core.atomic import TEMP_SUFFIX, atomic_file
 from srkit.core.errors import CheckpointError
 from srkit.core.faults import fault_point
@@ -30,17 +33,22 @@ WRAPPER_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net', 'network',
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` through a temporary file + rename: the target is the old file or the new, never half.
+    """Save ``obj`` through a temporary file + rename: the target is the old file or the new, never half.
 
-    A failure (disk full, permissions) removes the temporary file, leaves any previous file untouched and
-    raises CheckpointError naming the path.
+    A ``.safetensors`` path gets a safetensors file (``obj`` a state dict or a mapping of them), any other
+    path ``torch.save``'s format. A failure (disk full, permissions) removes the temporary file, leaves any
+    previous file untouched and raises CheckpointError naming the path.
     """
     path = Path(path)
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    data: bytes | memoryview
+    if safetensors_file.is_safetensors(path):
+        data = safetensors_file.to_bytes(obj, path)
+    else:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        data = buffer.getbuffer()
     try:
         with atomic_file(path, durable=True) as handle:
-            data = buffer.getbuffer()
             handle.write(data[:len(data) // 2])
             handle.flush()
             fault_point('checkpoint_write')  # a kill here leaves half a temporary file, never half a checkpoint
@@ -52,12 +60,15 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 
 def load_checkpoint_file(path: str | Path) -> Any:
-    """Read a checkpoint with ``weights_only=True``; every failure is a CheckpointError naming the file."""
+    """Read a checkpoint (a torch file with ``weights_only=True``, or a ``.safetensors`` file, by suffix);
+    every failure is a CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f'Checkpoint {path} does not exist.')
     if path.stat().st_size == 0:
         raise CheckpointError(f'Checkpoint {path} is empty (0 bytes).')
+    if safetensors_file.is_safetensors(path):
+        return safetensors_file.read(path)
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -114,8 +125,9 @@ def training_state_path(root: str | Path, iteration: int) -> Path:
     return Path(root) / 'training_states' / f'{iteration}.state'
 
 
-def network_path(root: str | Path, label: str, iteration: int | str) -> Path:
-    return Path(root) / 'models' / f'{label}_{iteration}.pth'
+def network_path(root: str | Path, label: str, iteration: int | str, network_format: str = 'pth') -> Path:
+    """``models/<label>_<iteration>.<network_format>`` (``logger.network_format``: pth or safetensors)."""
+    return Path(root) / 'models' / f'{label}_{iteration}.{network_format}'
 
 
 def find_resume_state(root: str | Path) -> tuple[Path, dict[str, Any]] | None:

@@ -19,8 +19,8 @@ import torch.distributed as torch_dist
 
 from srkit.core.errors import SrkitError
 
-__all__ = ['DistContext', 'init_distributed', 'barrier', 'all_gather_objects', 'broadcast_object', 'cleanup',
-           'select_device']
+__all__ = ['DistContext', 'init_distributed', 'barrier', 'all_gather_objects', 'broadcast_object', 'any_rank',
+           'cleanup', 'select_device']
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,16 @@ def all_gather_objects(obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * torch_dist.get_world_size()
     torch_dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any (one all-reduce; ``flag`` itself in one process)."""
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return flag
+    device = torch.device('cuda', torch.cuda.current_device()) if torch_dist.get_backend() == 'nccl' else None
+    value = torch.tensor([int(flag)], device=device)
+    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

@@ -10,12 +10,13 @@ raised in a DataLoader worker reaches the main process whole.
 """
 from __future__ import annotations
 
-__all__ = ['SrkitError', 'OptionError', 'DataError', 'CheckpointError', 'TrainingError', 'EXIT_USER_ERROR',
-           'EXIT_BUG', 'EXIT_INTERRUPTED']
+__all__ = ['SrkitError', 'OptionError', 'DataError', 'CheckpointError', 'TrainingError', 'RunStopped',
+           'EXIT_USER_ERROR', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'EXIT_STOPPED']
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 70  # sysexits.h EX_SOFTWARE: an internal software error
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # a second Ctrl-C: stopped at once, nothing saved since the last checkpoint
+EXIT_STOPPED = 75  # sysexits.h EX_TEMPFAIL: stopped on SIGTERM/SIGINT with a training state saved; resume it
 
 
 class SrkitError(Exception):
@@ -51,3 +52,7 @@ class CheckpointError(SrkitError):
 
 class TrainingError(SrkitError):
     """Training cannot go on (e.g. too many non-finite losses); the last good checkpoint is kept."""
+
+
+class RunStopped(Exception):
+    """Training stopped on SIGTERM or SIGINT after saving a training state (not an error: resume it)."""

@@ -1,4 +1,4 @@
-"""Logging for runs: a log file plus the console (main process only), progress lines, TensorBoard."""
+"""Logging for runs: a log file plus the console (main process only), progress lines, TensorBoard, wandb."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
-__all__ = ['setup_logger', 'ProgressLog', 'TensorboardWriter', 'format_seconds']
+import numpy as np
+
+from srkit.core.wandb_writer import WandbWriter
+
+__all__ = ['setup_logger', 'ProgressLog', 'TensorboardWriter', 'RunWriters', 'format_seconds']
 
 LOGGER_NAME = 'srkit'
 
@@ -118,15 +122,47 @@ class TensorboardWriter:
             return
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
+    @property
+    def active(self) -> bool:
+        return self.writer is not None
+
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
 
-    def image(self, tag: str, image_chw: Any, step: int) -> None:
+    def image(self, tag: str, image_hwc: np.ndarray, step: int) -> None:
+        """Log an HWC uint8 RGB image."""
         if self.writer is not None:
-            self.writer.add_image(tag, image_chw, step)
+            self.writer.add_image(tag, image_hwc, step, dataformats='HWC')
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class RunWriters:
+    """Where a run's scalars and images go (TensorBoard, wandb): each call reaches every writer that is on.
+
+    ``active`` tells the caller whether anything listens, so that it computes an image only when it is logged.
+    """
+
+    def __init__(self, *writers: TensorboardWriter | WandbWriter) -> None:
+        self.writers = [writer for writer in writers if writer.active]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.writers)
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        for writer in self.writers:
+            writer.scalars(values, step)
+
+    def image(self, tag: str, image_hwc: np.ndarray, step: int) -> None:
+        """Log an HWC uint8 RGB image (the 8-bit image a user would save)."""
+        for writer in self.writers:
+            writer.image(tag, image_hwc, step)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()

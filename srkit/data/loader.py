@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,9 @@ def build_dataset(entry: DatasetOptions) -> Any:
 
 
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:
-    """Seed python, numpy and torch in a DataLoader worker from (run seed, rank, worker id)."""
+    """Seed python, numpy and torch in a DataLoader worker from (run seed, rank, worker id); ignore Ctrl-C, which
+    the terminal sends to workers too: the main process decides when to stop (srkit.engine.preemption)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     state = np.random.SeedSequence([seed, rank, worker_id]).generate_state(2)
     random.seed(int(state[0]))
     np.random.seed(int(state[0]))

@@ -8,7 +8,7 @@ import traceback
 from typing import Callable
 
 from srkit.config.options import DEBUG_ITERATIONS
-from srkit.core.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, SrkitError
+from srkit.core.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_STOPPED, EXIT_USER_ERROR, RunStopped, SrkitError
 
 __all__ = ['parse_args', 'run_entry_point']
 
@@ -32,13 +32,17 @@ def parse_args(argv: list[str] | None, description: str, *, training: bool) -> a
 
 
 def run_entry_point(main: Callable[[], object]) -> None:
-    """Run ``main``. A user error prints one clear message and exits EXIT_USER_ERROR, without a traceback;
+    """Run ``main``. A user error prints one clear message and exits EXIT_USER_ERROR, without a traceback; a
+    training stopped by SIGTERM/SIGINT with its state saved exits EXIT_STOPPED; a second Ctrl-C, EXIT_INTERRUPTED;
     anything else is a bug in srkit: one line saying so, the traceback, and EXIT_BUG."""
     try:
         main()
     except SrkitError as exc:
         _report(f'srkit: error: {exc}', f'error: {exc}')
         sys.exit(EXIT_USER_ERROR)
+    except RunStopped as stop:
+        print(f'srkit: {stop}', file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
     except KeyboardInterrupt:
         print('srkit: interrupted (the log above says what was saved).', file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

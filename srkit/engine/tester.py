@@ -50,6 +50,8 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
         setup_logger(root / f'test_{options.name}_{timestamp()}.log', True)
         if archived:
             logger.info('A results folder %s existed; it was moved to %s.', root, archived)
+        for notice in options.notices:
+            logger.info(notice)
         (root / 'options.yml').write_text(dump_options(options), encoding='utf-8')
     results: list[EvalResult] = []
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from srkit.config.options import Options, ValOptions, dump_options
 from srkit.core.checkpoint import (
@@ -24,11 +25,13 @@ from srkit.core.checkpoint import (
     remove_stale_temporaries,
     training_state_path,
 )
-from srkit.core.dist import DistContext, all_gather_objects, barrier, broadcast_object, select_device
-from srkit.core.errors import CheckpointError, OptionError, SrkitError
+from srkit.core.dist import DistContext, all_gather_objects, any_rank, barrier, broadcast_object, select_device
+from srkit.core.errors import CheckpointError, OptionError, RunStopped, SrkitError
 from srkit.core.faults import fault_point
-from srkit.core.logger import ProgressLog, TensorboardWriter, setup_logger
+from srkit.core.logger import ProgressLog, RunWriters, TensorboardWriter, setup_logger
 from srkit.core.registry import MODEL_REGISTRY
+from srkit.core.wandb_writer import WandbWriter
+from srkit.data.image_io import tensor_to_img
 from srkit.data.loader import build_dataloader, build_dataset
 from srkit.data.prefetchers import build_prefetcher
 from srkit.engine.experiment import (
@@ -39,6 +42,7 @@ from srkit.engine.experiment import (
     seed_everything,
     timestamp,
 )
+from srkit.engine.preemption import StopSignals
 from srkit.models.evaluator import EvalResult, bicubic_predictor, check_metrics, evaluate
 
 __all__ = ['Trainer', 'run_device']
@@ -84,7 +88,11 @@ class Trainer:
             logger.info('Removed %d unfinished checkpoint writes of an interrupted run (%s).', len(removed),
                         ', '.join(p.name for p in removed))
         if dist.is_main:
-            (self.root / f'options_{timestamp()}.yml').write_text(dump_options(options), encoding='utf-8')
+            for notice in options.notices:
+                logger.info(notice)
+        options_text = dump_options(options)
+        if dist.is_main:
+            (self.root / f'options_{timestamp()}.yml').write_text(options_text, encoding='utf-8')
         seed = options.manual_seed if options.manual_seed is not None else broadcast_object(
             int(torch.randint(0, 2**31 - 1, ()).item()))
         self.seed = seed
@@ -94,8 +102,11 @@ class Trainer:
         self.bicubic_logged: set[str] = set()
         self.skipped_images: set[str] = set()
         self._build_data()
-        self.tb = TensorboardWriter(self.root / 'tb_logger' if options.logger.use_tb_logger and dist.is_main else None,
-                                    logger)
+        log_opt = options.logger
+        self.writers = RunWriters(  # the main process writes for all
+            TensorboardWriter(self.root / 'tb_logger' if log_opt.use_tb_logger and dist.is_main else None, logger),
+            WandbWriter(self.root, project=log_opt.wandb.project if dist.is_main else None, entity=log_opt.wandb.entity,
+                        resume_id=log_opt.wandb.resume_id, name=options.name, config=yaml.safe_load(options_text)))
         if self.resume is not None:
             self._restore(*self.resume)
 
@@ -167,24 +178,27 @@ class Trainer:
                     opt.scale, self.device, total, self.state.iteration)
         micro: list[dict[str, Any]] = []
         try:
-            while self.state.iteration < total:
-                self.sampler.set_epoch(self.state.epoch, start=self.state.consumed_global // self.dist.world_size)
-                for data in build_prefetcher(self.train_loader, self.loader_opt.prefetch_mode, self.device):
-                    self.skipped_images.update(m for ms in data.pop('skipped', ()) for m in ms.split('\n') if m)
-                    micro.append(data)
-                    self.state.consumed_global += batch * self.dist.world_size
-                    if len(micro) < accumulation:
-                        continue
-                    self.state.iteration += 1
-                    losses = self.model.train_step(micro, self.state.iteration)
-                    fault_point('train_step')
-                    micro = []
-                    self._after_step(losses, progress)
-                    if self.state.iteration >= total:
-                        break
-                else:
-                    self.state.epoch += 1
-                    self.state.consumed_global = 0
+            with StopSignals() as signals:
+                while self.state.iteration < total:
+                    self.sampler.set_epoch(self.state.epoch, start=self.state.consumed_global // self.dist.world_size)
+                    for data in build_prefetcher(self.train_loader, self.loader_opt.prefetch_mode, self.device):
+                        self.skipped_images.update(m for ms in data.pop('skipped', ()) for m in ms.split('\n') if m)
+                        micro.append(data)
+                        self.state.consumed_global += batch * self.dist.world_size
+                        if len(micro) < accumulation:
+                            continue
+                        self.state.iteration += 1
+                        losses = self.model.train_step(micro, self.state.iteration)
+                        fault_point('train_step', arrived=lambda: signals.received is not None)
+                        micro = []
+                        self._after_step(losses, progress)
+                        if self.state.iteration >= total:
+                            break
+                        if any_rank(signals.received is not None):
+                            self._stop(signals.received)
+                    else:
+                        self.state.epoch += 1
+                        self.state.consumed_global = 0
         except KeyboardInterrupt:
             self._log_interruption()
             raise
@@ -198,7 +212,21 @@ class Trainer:
             logger.warning('%d unusable training images were skipped (skip_bad_images):\n  %s', len(skipped),
                            '\n  '.join(skipped))
         logger.info('Training finished: %d iterations.', self.state.iteration)
-        self.tb.close()
+        self.writers.close()
+
+    def _stop(self, received: str | None) -> None:
+        """Every rank stops here at the same iteration (any_rank): save a training state unless this iteration's
+        checkpoint was just written, then end the run with RunStopped (EXIT_STOPPED), to be resumed."""
+        it = self.state.iteration
+        if it % self.options.logger.save_checkpoint_freq:
+            self.save()
+        self.writers.close()
+        why = received or 'a signal to another process'
+        if self.dist.is_main:
+            logger.warning('Stopped by %s after iteration %d; its training state is %s. Continue with the same '
+                           'command plus --auto_resume.', why, it, training_state_path(self.root, it))
+        raise RunStopped(f'stopped by {why} after iteration {it}, with its training state saved; continue with the '
+                         'same command plus --auto_resume.')
 
     def _log_interruption(self) -> None:
         """Say where an interrupted run stands: what is saved, and how to continue (the main rank, which
@@ -222,7 +250,7 @@ class Trainer:
         if losses is not None:
             progress.update(it, losses, lr)
             if it % self.options.logger.print_freq == 0:
-                self.tb.scalars({f'losses/{k}': v for k, v in losses.items()} | {'lr': lr}, it)
+                self.writers.scalars({f'losses/{k}': v for k, v in losses.items()} | {'lr': lr}, it)
         if self.val_sets and self.options.val is not None and it % self.options.val.val_freq == 0:
             try:
                 self.validate()
@@ -267,11 +295,12 @@ class Trainer:
                 if index == 0:
                     results.append(result)
             fault_point('validation')
-            if self.tb.writer is not None:
+            if self.writers.active:
                 sample = dataset[0]
                 sr = self.model.predict(sample['lq'].unsqueeze(0), scale=scale, use_ema=val.use_ema,
                                         tile=val.tile_size, overlap=val.tile_overlap)
-                self.tb.image(f'val/{name}/{Path(str(sample.get("lq_path", "0"))).stem}', sr[0].clamp(0, 1).cpu(), it)
+                stem = Path(str(sample.get('lq_path', '0'))).stem
+                self.writers.image(f'val/{name}/{stem}', tensor_to_img(sr[0]), it)
             if name not in self.bicubic_logged and self.model.output_scale(scale) > 1:
                 self.bicubic_logged.add(name)
                 baseline = evaluate(bicubic_predictor(self.model.output_scale(scale)), dataset, name, val.metrics,
@@ -290,20 +319,21 @@ class Trainer:
         for key, value in result.mean.items():
             if not keep_best:
                 parts.append(f'{key}: {value:.4f}')
-                self.tb.scalars({f'val_raw/{result.dataset}/{key}': value}, it)
+                self.writers.scalars({f'val_raw/{result.dataset}/{key}': value}, it)
                 continue
             higher = self.options.val.metrics[key].args.get('better', 'higher') == 'higher'
             previous = best.get(key)
             if previous is None or (value > previous[0] if higher else value < previous[0]):
                 best[key] = [value, it]
             parts.append(f'{key}: {value:.4f} (best {best[key][0]:.4f} @ {best[key][1]})')
-            self.tb.scalars({f'val/{result.dataset}/{key}': value}, it)
+            self.writers.scalars({f'val/{result.dataset}/{key}': value}, it)
         logger.info('Validation %s @ iter %d (%s): %s', result.dataset, it, label, '; '.join(parts))
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def _save_network(self, label: int | str) -> None:
         if self.dist.is_main:
-            atomic_save(self.model.network_state(), network_path(self.root, 'net_g', label))
+            atomic_save(self.model.network_state(),
+                        network_path(self.root, 'net_g', label, self.options.logger.network_format))
 
     def save(self) -> None:
         """Write the network file, then the training state (the commit point of this checkpoint)."""

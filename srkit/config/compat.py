@@ -1,0 +1,125 @@
+"""Option files written for BasicSR and the repositories built on it: the policy of docs/OPTIONS.md in one place.
+
+Keys BasicSR reads are srkit's own options and keep BasicSR's meaning. Keys BasicSR ignores are accepted
+with one notice saying they have no effect (``IGNORED_TOP_LEVEL``). Keys of BasicSR-derived repositories
+that srkit translates (ETDS's ``resume:`` section and ``use_vflip``) become srkit options, each with a
+notice saying what they were read as. Anything else stays an error of the strict parser. Every function
+here works on the raw YAML mapping before it is parsed and appends what it did to ``notices``, which the
+entry points log once the run's log file exists.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from srkit.core.errors import OptionError
+
+__all__ = ['IGNORED_TOP_LEVEL', 'FOREIGN_MODEL_TYPES', 'ETDS_RESUME_KEYS', 'translate_top_level', 'translate_flips',
+           'drop_train_section', 'datasets_scale']
+
+# Top-level keys found in published BasicSR-style files that BasicSR itself never reads.
+IGNORED_TOP_LEVEL: dict[str, str] = {
+    'print_network': "BasicSR never reads it either (HAT's and SRFormer's files carry it)",
+}
+
+# model_type names of BasicSR-derived repositories srkit does not register, with what to use instead: the
+# closest-name hint of the registry ("SRModel") would point the wrong way for these.
+FOREIGN_MODEL_TYPES: dict[str, str] = {
+    **dict.fromkeys(('MSRModel', 'SwinIRMSModel', 'MambaMSModel'),
+                    "IGConv's multi-scale training; srkit's is model_type MultiScaleModel (docs/IGCONV.md)"),
+    **dict.fromkeys(('RealESRNetModel', 'RealESRGANModel'),
+                    "Real-ESRGAN's, which degrades HR images on the fly; srkit has no such model yet"),
+}
+
+# ETDS's ``resume:`` section (its IRModel loads these weights before training or testing) -> srkit's ``path``.
+ETDS_RESUME_KEYS: dict[str, str] = {
+    'network_g_path': 'pretrain_network_g',
+    'network_g_strict': 'strict_load_g',
+}
+
+
+def translate_top_level(data: dict[str, Any], notices: list[str]) -> dict[str, Any]:
+    """A copy of ``data`` without the ignored top-level keys and with ETDS's ``resume:`` moved into ``path:``."""
+    data = dict(data)
+    for key, why in IGNORED_TOP_LEVEL.items():
+        if key in data:
+            del data[key]
+            notices.append(f'Option "{key}" has no effect: {why}.')
+    if 'resume' in data:
+        data['path'] = _translate_etds_resume(data.pop('resume'), data.get('path'), notices)
+    return data
+
+
+def _translate_etds_resume(resume: Any, path: Any, notices: list[str]) -> Any:
+    if resume is None:
+        return path
+    if not isinstance(resume, dict):
+        raise OptionError('Option "resume" (ETDS\'s section: network_g_path, network_g_strict) must be a mapping.',
+                          key='resume')
+    unknown = sorted(set(resume) - set(ETDS_RESUME_KEYS))
+    if unknown:
+        raise OptionError(f'Unknown option "resume.{unknown[0]}": srkit reads ETDS\'s "resume" section as '
+                          f'{", ".join(f"resume.{k} -> path.{v}" for k, v in ETDS_RESUME_KEYS.items())}. '
+                          'To continue a training run, use path.resume_state or --auto_resume.',
+                          key=f'resume.{unknown[0]}')
+    path = dict(path) if isinstance(path, dict) else {} if path is None else path
+    if not isinstance(path, dict):
+        return path  # the parser reports a "path" that is not a mapping
+    for etds_key, srkit_key in ETDS_RESUME_KEYS.items():
+        if etds_key not in resume:
+            continue
+        if srkit_key in path and path[srkit_key] != resume[etds_key]:
+            raise OptionError(f'Options "resume.{etds_key}" (ETDS\'s name) and "path.{srkit_key}" disagree '
+                              f'({resume[etds_key]!r} vs {path[srkit_key]!r}); keep one.', key=f'resume.{etds_key}')
+        path[srkit_key] = resume[etds_key]
+        notices.append(f'Option "resume.{etds_key}" (ETDS) is read as "path.{srkit_key}".')
+    return path
+
+
+def translate_flips(key: str, entry: dict[str, Any], notices: list[str]) -> None:
+    """ETDS's ``use_vflip`` in ``datasets.<key>``, removed from ``entry`` where it changes nothing.
+
+    ETDS flips rows (``use_hflip``) and columns (``use_vflip``) and transposes (``use_rot``), each with
+    probability 1/2; BasicSR (and srkit) flip columns (``use_hflip``), and ``use_rot`` draws a row flip and a
+    transpose. With all three on, both draw each of the 8 flips/rotations of a square with probability 1/8,
+    so ``use_vflip: true`` next to ``use_hflip: true`` and ``use_rot: true`` is what srkit does anyway.
+    Anything else has no srkit equivalent and is refused.
+    """
+    if 'use_vflip' not in entry:
+        return
+    path = f'datasets.{key}'
+    if entry['use_vflip'] is True and entry.get('use_hflip') is True and entry.get('use_rot') is True:
+        del entry['use_vflip']
+        notices.append(f'Option "{path}.use_vflip" (ETDS) has no effect of its own: with use_hflip and use_rot on, '
+                       'vertical flips are part of use_rot, which already draws all 8 flips and rotations.')
+        return
+    raise OptionError(f'Option "{path}.use_vflip": vertical flips are part of use_rot (BasicSR\'s meaning: a row '
+                      'flip and a transpose, each with probability 1/2); remove it and set use_rot.',
+                      key=f'{path}.use_vflip')
+
+
+def drop_train_section(data: dict[str, Any], notices: list[str]) -> dict[str, Any]:
+    """test.py reads no training options, as BasicSR's test.py; a ``train:`` section is dropped, not checked."""
+    if data.get('train') is None:
+        return data
+    notices.append('Option "train" is ignored by test.py (as by BasicSR\'s test.py).')
+    return {k: v for k, v in data.items() if k != 'train'}
+
+
+def datasets_scale(data: dict[str, Any], multi_scale: bool) -> int | None:
+    """The top-level ``scale`` a file leaves out, from its datasets: each must give one (``scale``, or IGConv's
+    ``ds_scale``); they must agree unless the model is multi-scale, where the first one is the default of
+    anything that needs a single scale. None where a dataset gives none (the parser then asks for ``scale``).
+    """
+    datasets = data.get('datasets')
+    if not isinstance(datasets, dict) or not datasets:
+        return None
+    scales = []
+    for entry in datasets.values():
+        given = entry.get('scale', entry.get('ds_scale')) if isinstance(entry, dict) else None
+        if not isinstance(given, int) or isinstance(given, bool):
+            return None
+        scales.append(given)
+    if len(set(scales)) > 1 and not multi_scale:
+        raise OptionError(f'Option "scale" is required: the datasets give scales {sorted(set(scales))} and model_type '
+                          f'{data.get("model_type", "SRModel")} trains and tests one scale.', key='scale')
+    return scales[0]
