@@ -133,3 +133,35 @@ def test_notices_reach_the_training_log(tmp_path: Path) -> None:
     Trainer(options, DistContext()).train()
     log = next((tmp_path / 'exp').glob('train_*.log')).read_text(encoding='utf-8')
     assert 'Option "print_network" has no effect' in log
+
+
+def test_etds_model_type_losses_mapping_and_channel_shuffle_are_translated(tmp_path: Path) -> None:
+    data = tiny_data(tmp_path)
+    data['model_type'] = 'IRModel'
+    data['train'] = {**data['train'], 'losses': {'L1Loss': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}}}
+    del data['train']['pixel_opt']
+    data['datasets']['train']['use_channels_shuffle'] = True
+    options = parse(data)
+    assert options.model_type == 'SRModel'
+    assert [(c.type, c.args['loss_weight']) for c in options.train.losses] == [('L1Loss', 1.0)]
+    assert options.datasets['train'].args['use_channel_shuffle'] is True
+    assert 'Option "model_type" IRModel is read as SRModel (ETDS\'s IRModel trains as BasicSR\'s SRModel does).' in \
+        options.notices
+    data['train']['losses']['L1Loss']['names'] = ['a', 'b']
+    with pytest.raises(OptionError, match='"train.losses.L1Loss.names"'):
+        parse(data)
+    data['train']['losses']['L1Loss'].pop('names')
+    data['datasets']['train']['use_channel_shuffle'] = False
+    with pytest.raises(OptionError, match='name the same thing; keep one'):
+        parse(data)
+
+
+def test_etds_model_keys_under_irmodel_have_no_effect(tmp_path: Path) -> None:
+    """ETDS's only_ET ablation file gives IRModel the two keys of ETDSModel, which IRModel never reads."""
+    data = tiny_data(tmp_path)
+    data['model_type'] = 'IRModel'
+    data['train'] = {**data['train'], 'fixed_residual_model_iters': 100, 'interpolation_loss_weight': 0.5}
+    options = parse(data)
+    assert 'Option "train.fixed_residual_model_iters" has no effect: IRModel never reads it.' in options.notices
+    with pytest.raises(OptionError, match='train.fixed_residual_model_iters'):  # SRModel by its own name: an error
+        parse({**data, 'model_type': 'SRModel'})

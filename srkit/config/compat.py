@@ -2,10 +2,10 @@
 
 Keys BasicSR reads are srkit's own options and keep BasicSR's meaning. Keys BasicSR ignores are accepted
 with one notice saying they have no effect (``IGNORED_TOP_LEVEL``). Keys of BasicSR-derived repositories
-that srkit translates (ETDS's ``resume:`` section and ``use_vflip``) become srkit options, each with a
-notice saying what they were read as. Anything else stays an error of the strict parser. Every function
-here works on the raw YAML mapping before it is parsed and appends what it did to ``notices``, which the
-entry points log once the run's log file exists.
+that srkit translates (ETDS's ``resume:`` section, ``IRModel``, ``train.losses`` as a mapping, ``use_vflip``
+and ``use_channels_shuffle``) become srkit options, each with a notice saying what they were read as.
+Anything else stays an error of the strict parser. Every function here works on the raw YAML mapping before
+it is parsed and appends what it did to ``notices``, which the entry points log once the run's log exists.
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 
 from srkit.core.errors import OptionError
 
-__all__ = ['IGNORED_TOP_LEVEL', 'FOREIGN_MODEL_TYPES', 'ETDS_RESUME_KEYS', 'translate_top_level', 'translate_flips',
-           'drop_train_section', 'datasets_scale']
+__all__ = ['IGNORED_TOP_LEVEL', 'FOREIGN_MODEL_TYPES', 'MODEL_TYPE_TRANSLATIONS', 'IGNORED_TRAIN_KEYS',
+           'ETDS_RESUME_KEYS', 'translate_model_type', 'translate_top_level', 'translate_dataset_keys',
+           'translate_flips', 'drop_train_section', 'datasets_scale']
 
 # Top-level keys found in published BasicSR-style files that BasicSR itself never reads.
 IGNORED_TOP_LEVEL: dict[str, str] = {
@@ -28,6 +29,15 @@ FOREIGN_MODEL_TYPES: dict[str, str] = {
                     "IGConv's multi-scale training; srkit's is model_type MultiScaleModel (docs/IGCONV.md)"),
     **dict.fromkeys(('RealESRNetModel', 'RealESRGANModel'),
                     "Real-ESRGAN's, which degrades HR images on the fly; srkit has no such model yet"),
+}
+
+# model_type names of BasicSR-derived repositories that are srkit models under another name.
+MODEL_TYPE_TRANSLATIONS: dict[str, tuple[str, str]] = {
+    'IRModel': ('SRModel', "ETDS's IRModel trains as BasicSR's SRModel does"),
+}
+# ``train:`` keys such a model never reads (ETDS's ablation files give IRModel its ETDSModel's keys).
+IGNORED_TRAIN_KEYS: dict[str, tuple[str, ...]] = {
+    'IRModel': ('fixed_residual_model_iters', 'interpolation_loss_weight'),
 }
 
 # ETDS's ``resume:`` section (its IRModel loads these weights before training or testing) -> srkit's ``path``.
@@ -46,7 +56,38 @@ def translate_top_level(data: dict[str, Any], notices: list[str]) -> dict[str, A
             notices.append(f'Option "{key}" has no effect: {why}.')
     if 'resume' in data:
         data['path'] = _translate_etds_resume(data.pop('resume'), data.get('path'), notices)
+    if isinstance(data.get('train'), dict) and isinstance(data['train'].get('losses'), dict):
+        data['train'] = {**data['train'], 'losses': _etds_losses(data['train']['losses'])}
+        notices.append('Option "train.losses" (ETDS: a mapping of named losses) is read as the list of its losses.')
     return data
+
+
+def translate_model_type(data: dict[str, Any], notices: list[str]) -> dict[str, Any]:
+    """A copy of ``data`` with a ``model_type`` of MODEL_TYPE_TRANSLATIONS renamed to srkit's (done before the types
+    are looked up, which comes before every other check)."""
+    model_type = data.get('model_type')
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPE_TRANSLATIONS:
+        return data
+    ours, why = MODEL_TYPE_TRANSLATIONS[model_type]
+    notices.append(f'Option "model_type" {model_type} is read as {ours} ({why}).')
+    data = {**data, 'model_type': ours}
+    train = data.get('train')
+    ignored = [k for k in IGNORED_TRAIN_KEYS.get(model_type, ()) if k in train] if isinstance(train, dict) else []
+    if isinstance(train, dict) and ignored:
+        data['train'] = {k: v for k, v in train.items() if k not in ignored}
+        notices += [f'Option "train.{k}" has no effect: {model_type} never reads it.' for k in ignored]
+    return data
+
+
+def _etds_losses(losses: dict[str, Any]) -> list[Any]:
+    """ETDS's ``losses: {<name>: {type: ..., ...}}``: the values, in order. ``names`` (a loss returning several
+    terms, each logged under its own name) has no srkit equivalent."""
+    for name, loss in losses.items():
+        if isinstance(loss, dict) and 'names' in loss:
+            raise OptionError(f'Option "train.losses.{name}.names": srkit logs each loss under its type; a loss '
+                              'returning several named terms is not supported. Remove it.',
+                              key=f'train.losses.{name}.names')
+    return list(losses.values())
 
 
 def _translate_etds_resume(resume: Any, path: Any, notices: list[str]) -> Any:
@@ -73,6 +114,19 @@ def _translate_etds_resume(resume: Any, path: Any, notices: list[str]) -> Any:
         path[srkit_key] = resume[etds_key]
         notices.append(f'Option "resume.{etds_key}" (ETDS) is read as "path.{srkit_key}".')
     return path
+
+
+def translate_dataset_keys(key: str, entry: dict[str, Any], notices: list[str]) -> None:
+    """ETDS's names for keys of ``datasets.<key>``, in place: ``use_vflip`` (translate_flips) and
+    ``use_channels_shuffle``, srkit's ``use_channel_shuffle`` (both draw a random order of the colour channels)."""
+    translate_flips(key, entry, notices)
+    if 'use_channels_shuffle' in entry:
+        if 'use_channel_shuffle' in entry:
+            raise OptionError(f'Options "datasets.{key}.use_channels_shuffle" (ETDS\'s name) and '
+                              f'"datasets.{key}.use_channel_shuffle" name the same thing; keep one.',
+                              key=f'datasets.{key}.use_channels_shuffle')
+        entry['use_channel_shuffle'] = entry.pop('use_channels_shuffle')
+        notices.append(f'Option "datasets.{key}.use_channels_shuffle" (ETDS) is read as "use_channel_shuffle".')
 
 
 def translate_flips(key: str, entry: dict[str, Any], notices: list[str]) -> None:

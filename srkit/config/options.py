@@ -23,7 +23,8 @@ from srkit.config.compat import (
     FOREIGN_MODEL_TYPES,
     datasets_scale,
     drop_train_section,
-    translate_flips,
+    translate_dataset_keys,
+    translate_model_type,
     translate_top_level,
 )
 from srkit.config.typed_options import Component, check_call_arguments, convert, option, parse_dataclass
@@ -285,6 +286,7 @@ def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<optio
     """
     notices: list[str] = []
     try:
+        data = translate_model_type(data, notices)
         model_cls = _check_types_first(data)
         data = translate_top_level(data, notices)
         if not is_train:
@@ -424,7 +426,7 @@ def _parse_dataset(key: str, value: Any, scale: int, own_scale: bool, notices: l
         raise OptionError(f'Option "{path}.phase" is {declared_phase!r} but the key says {phase!r}.',
                           key=f'{path}.phase')
     dataset_cls = _lookup(DATASET_REGISTRY, type_name, f'{path}.type')
-    translate_flips(key, value, notices)
+    translate_dataset_keys(key, value, notices)
     loader_fields = tuple(f.name for f in dataclasses.fields(LoaderOptions))
     loader_data = {k: value.pop(k) for k in list(value) if k in loader_fields}
     loader = parse_dataclass(LoaderOptions, loader_data, path)

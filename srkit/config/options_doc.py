@@ -71,11 +71,22 @@ def _registry_table(registry: Any, skip: int = 0) -> list[str]:
 
 def _policy_section() -> list[str]:
     """The written policy for option files of BasicSR and its descendants, from the tables compat applies."""
-    from srkit.config.compat import ETDS_RESUME_KEYS, IGNORED_TOP_LEVEL
+    from srkit.config.compat import (
+        ETDS_RESUME_KEYS,
+        FOREIGN_MODEL_TYPES,
+        IGNORED_TOP_LEVEL,
+        IGNORED_TRAIN_KEYS,
+        MODEL_TYPE_TRANSLATIONS,
+    )
 
     ignored = [f'| `{key}` | {why} |' for key, why in IGNORED_TOP_LEVEL.items()]
+    ignored += [f'| `train.{key}` with `model_type: {model}` | {model} never reads it (ETDS\'s ablation files '
+                'carry it) |' for model, keys in IGNORED_TRAIN_KEYS.items() for key in keys]
     resume = [f'| `resume.{etds}` (ETDS) | `path.{ours}` (a value in both places must agree) |'
               for etds, ours in ETDS_RESUME_KEYS.items()]
+    models = [f'| `model_type: {theirs}` | `model_type: {ours}` ({why}) |'
+              for theirs, (ours, why) in MODEL_TYPE_TRANSLATIONS.items()]
+    foreign = ', '.join(f'`{name}`' for name in FOREIGN_MODEL_TYPES)
     return [
         '## Option files from BasicSR and its descendants', '',
         'A file written for BasicSR, or for a repository built on it (EIMN, MMA, ETDS, IGConv), runs after changing '
@@ -85,13 +96,16 @@ def _policy_section() -> list[str]:
         '2. **Keys BasicSR ignores are accepted** with a notice saying they have no effect:', '',
         '   | key | why |', '   |---|---|', *[f'   {row}' for row in ignored], '',
         '3. **Keys of BasicSR-derived repositories that srkit translates** are read as srkit\'s, with a notice:', '',
-        '   | their key | read as |', '   |---|---|', *[f'   {row}' for row in resume],
+        '   | their key | read as |', '   |---|---|', *[f'   {row}' for row in models + resume],
+        '   | `train.losses` as a mapping `{<name>: {type: ..., ...}}` (ETDS) | the list of its values |',
+        '   | `datasets.<key>.use_channels_shuffle` (ETDS) | `use_channel_shuffle` |',
         '   | `datasets.<key>.use_vflip: true` (ETDS), next to `use_hflip: true` and `use_rot: true` | nothing: '
         'ETDS flips rows, flips columns and transposes, each with probability 1/2; BasicSR\'s `use_hflip` + '
         '`use_rot` draw the same 8 flips and rotations with the same probabilities. Any other `use_vflip` is an '
         'error: vertical flips are part of `use_rot` |', '',
         '4. **Anything else is an error** naming the dotted key, the closest valid key and the file. An unknown '
-        '`model_type` or `network_g.type` is reported before any other key.', '',
+        '`model_type` or `network_g.type` is reported before any other key; model types of other repositories '
+        f'that srkit does not have ({foreign}) are named with what to use instead.', '',
         'Also from BasicSR: the top-level `scale` may be left out where every dataset gives one (`scale`, or '
         'IGConv\'s `ds_scale`); they must agree unless the model is multi-scale. `test.py` ignores a `train:` '
         'section (as BasicSR\'s test.py does), with a notice. `prefetch_mode: cuda` on a run without CUDA '
