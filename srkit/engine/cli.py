@@ -15,7 +15,11 @@ __all__ = ['parse_args', 'run_entry_point']
 
 def parse_args(argv: list[str] | None, description: str, *, training: bool) -> argparse.Namespace:
     """train.py's flags (``training``) or test.py's: each lists only what it acts on."""
-    parser = argparse.ArgumentParser(description=description)
+    statuses = (f'exit status: 0 done; {EXIT_USER_ERROR} a mistake in the options or data (one message); '
+                + (f'{EXIT_STOPPED} stopped by SIGTERM or Ctrl-C after saving a training state (continue with '
+                   f'--auto_resume); {EXIT_INTERRUPTED} a second Ctrl-C (stopped at once); ' if training else '')
+                + f'{EXIT_BUG} a bug in srkit (with a traceback).')
+    parser = argparse.ArgumentParser(description=description, epilog=statuses)
     parser.add_argument('-opt', '--opt', required=True, help='path to the YAML option file')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
                         help='none: one process; pytorch: started by torchrun; slurm: started by srun')
