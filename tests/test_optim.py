@@ -35,6 +35,15 @@ def test_optimizers_resolve_registry_then_torch() -> None:
     assert isinstance(opt, torch.optim.Adam) and tuple(opt.param_groups[0]['betas']) == (0.9, 0.99)
 
 
+def test_arguments_a_torch_optimizer_trips_over_are_the_users() -> None:
+    """Adam indexes ``betas``: an empty list raises IndexError inside torch, which is the options' fault."""
+    from srkit.config.typed_options import construct
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(OptionError, match='train.optim_g.*torch.optim.Adam refused these arguments'):
+        construct('train.optim_g', build_optimizer, name='Adam', params=params, lr=1e-3, betas=[])
+
+
 def test_unknown_optimizer_names_the_closest() -> None:
     with pytest.raises(RegistryError, match='AdamW'):
         get_optimizer_class('Adamw_')

@@ -33,5 +33,15 @@ def get_optimizer_class(name: str) -> type:
 
 
 def build_optimizer(name: str, params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:
-    """Construct the optimizer ``name`` over ``params`` (tensors or param-group dicts)."""
-    return get_optimizer_class(name)(params, **kwargs)
+    """Construct the optimizer ``name`` over ``params`` (tensors or param-group dicts).
+
+    torch.optim checks some arguments by using them (``betas: []`` raises IndexError inside Adam): from a torch
+    class such an error is the options' fault, so it becomes a ValueError, which reports it as the user's.
+    """
+    cls = get_optimizer_class(name)
+    try:
+        return cls(params, **kwargs)
+    except (IndexError, TypeError) as exc:
+        if not cls.__module__.startswith('torch.'):
+            raise
+        raise ValueError(f'torch.optim.{cls.__name__} refused these arguments ({type(exc).__name__}: {exc})') from None
