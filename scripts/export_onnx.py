@@ -5,7 +5,9 @@
 
 The network is built by ``srkit.archs.create(arch, scale)`` (presets take only the scale). The
 file accepts any input height and width unless --static is given; it is compared with PyTorch at
---height x --width and at a second, odd size before the command reports success.
+--height x --width and at a second, odd size before the command reports success. --fp16 writes
+float16 weights and arithmetic behind float32 input and output, verified within 5e-3 unless --atol
+says otherwise.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from srkit.archs import create
 from srkit.archs.weights import load_pretrained
 from srkit.core.errors import SrkitError
 from srkit.engine.cli import run_entry_point
-from srkit.tools.onnx_export import export_onnx, verify_onnx
+from srkit.tools.onnx_export import FP16_ATOL, export_onnx, verify_onnx
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,7 +36,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--static', action='store_true', help='fix the input size to --height x --width')
     parser.add_argument('--param-key', help="checkpoint entry to load (default: 'params_ema', else 'params', "
                         'else the file is a raw state dict)')
-    parser.add_argument('--atol', type=float, default=1e-4, help='largest ONNX/PyTorch difference accepted')
+    parser.add_argument('--fp16', action='store_true', help='float16 inside, float32 input and output')
+    parser.add_argument('--atol', type=float, help='largest ONNX/PyTorch difference accepted '
+                        f'(default 1e-4, with --fp16 {FP16_ATOL:g})')
     parser.add_argument('--force', action='store_true', help='replace --output if it exists')
     return parser.parse_args(argv)
 
@@ -56,8 +60,9 @@ def export(args: argparse.Namespace) -> float:
         checks.append(torch.rand(1, 3, args.height + 7, args.width + 3))
     unverified = args.output.with_name(f'.{args.output.name}.{os.getpid()}.unverified')
     try:  # the output appears only once onnxruntime agrees with PyTorch
-        export_onnx(net, unverified, shape, opset=args.opset, dynamic_hw=not args.static)
-        diff = verify_onnx(net, unverified, checks, atol=args.atol)
+        export_onnx(net, unverified, shape, opset=args.opset, dynamic_hw=not args.static, fp16=args.fp16)
+        atol = args.atol if args.atol is not None else FP16_ATOL if args.fp16 else 1e-4
+        diff = verify_onnx(net, unverified, checks, atol=atol, name=str(args.output))
         os.replace(unverified, args.output)
     finally:
         unverified.unlink(missing_ok=True)
