@@ -40,6 +40,29 @@ def test_plain_baseline_reproduces_its_log(tmp_path: Path):
     assert psnr == pytest.approx(published, abs=PUBLISHED_TOLERANCE_DB)
 
 
+# The authors' own test logs of the two released non-ETDS-recipe checkpoints (ECNUSR/ETDS at 64ad1b8,
+# results/Plain_M6C32_x4/test_Plain_M6C32_x4_20221011_144715.log and
+# results/ETDS_M6C32_x4_normal_loss/test_ETDS_M6C32_x4_normal_loss_20221010_095921.log): PSNR/SSIM, Y, crop 4,
+# on LR made as REFERENCE.md's protocol makes it. The same network under the same protocol: float noise only.
+OFFICIAL_TEST_LOGS = {
+    ('options/test/ETDS/test_Plain_M6C32_x4.yml', 'weights/ETDS/Plain_M6C32_x4.pth'):
+        {'Set5': (31.3246, 0.8830), 'Set14': (28.0912, 0.7695)},
+    ('options/test/ETDS/test_ETDS_M6C32_x4_normal_loss.yml', NORMAL_LOSS):
+        {'Set5': (31.3525, 0.8837), 'Set14': (28.1063, 0.7698)},
+}
+LOGGED = [(files, set_name) for files, sets in OFFICIAL_TEST_LOGS.items() for set_name in sets]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('files,set_name', LOGGED, ids=[f'{Path(f[1]).stem}-{s}' for f, s in LOGGED])
+def test_plain_baseline_and_ablation_reproduce_the_official_test_logs(files: tuple[str, str], set_name: str,
+                                                                      tmp_path: Path):
+    psnr, ssim = evaluate_with_test_py(*files, set_name, 4, tmp_path)
+    expected_psnr, expected_ssim = OFFICIAL_TEST_LOGS[files][set_name]
+    assert psnr == pytest.approx(expected_psnr, abs=MEASURED_TOLERANCE_DB)
+    assert ssim == pytest.approx(expected_ssim, abs=1e-4)  # the logs have four decimals
+
+
 def test_training_form_through_etds_model_equals_its_conversion(tmp_path: Path):
     state = load_checkpoint_file(shared_path(NORMAL_LOSS))
     converted = save_params(convert_etds(state), tmp_path / 'plain.pth')

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from srkit.archs.etds_arch import inference_out_channels
 from srkit.archs.spec import ArchSpec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
+from srkit.ops.conv_compose import compose_convs
 
 __all__ = ['ACT_TYPES', 'ECB', 'ECBSR', 'ECBSRET', 'ECBSRT', 'ET_EXTRA_CHANNELS', 'SEQ_TYPES', 'SeqConv3x3',
            'activation']
@@ -122,11 +123,9 @@ class SeqConv3x3(nn.Module):
     def rep_params(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The single 3x3 (weight, bias) this pair computes, for inputs zero-padded by 1."""
         weight, bias, groups = self._second_kernel()
-        k0 = self.k0[:, :, 0, 0]
         if groups == 1:
-            return (torch.einsum('omhw,mi->oihw', weight, k0),
-                    torch.einsum('omhw,m->o', weight, self.b0) + bias)
-        return weight * k0[:, :, None, None], weight.sum(dim=(1, 2, 3)) * self.b0 + bias
+            return compose_convs(weight, bias, self.k0, self.b0)
+        return weight * self.k0, weight.sum(dim=(1, 2, 3)) * self.b0 + bias
 
 
 class ECB(nn.Module):
