@@ -168,7 +168,7 @@ class EIMN(nn.Module):
     ``state_dict`` (what the official loader also accepts) or srkit's/BasicSR's ``params_ema``/``params``
     layout. It goes through ``srkit.archs.weights.load_pretrained``, srkit's one loading path
     (``weights_only=True``). ``''`` and null both mean random initialisation (the official code treats only
-    ``''`` so; null, as the Baidu option file writes, would reach ``torch.load(None)`` there and fail).
+    ``''`` so; null, as the Baidu option file writes, reaches its loader as None and fails there).
     ``path.pretrain_network_g``, loaded after construction, replaces these weights, as in BasicSR.
     """
 
