@@ -12,8 +12,9 @@ from srkit.core.errors import CheckpointError
 from srkit.core.logger import setup_logger
 
 
-def test_atomic_save_failure_keeps_previous(tmp_path, monkeypatch):
-    target = tmp_path / 'net.pth'
+@pytest.mark.parametrize('name', ['net.pth', 'net.safetensors'])  # both network formats go through atomic_save
+def test_atomic_save_failure_keeps_previous(tmp_path, monkeypatch, name):
+    target = tmp_path / name
     ckpt.atomic_save({'params': {'w': torch.ones(2)}}, target)
     before = target.read_bytes()
 
@@ -24,7 +25,7 @@ def test_atomic_save_failure_keeps_previous(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match='disk is full.*previous checkpoint files are intact'):
         ckpt.atomic_save({'params': {'w': torch.zeros(2)}}, target)
     assert target.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ['net.pth']  # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
 
 
 class Payload:
