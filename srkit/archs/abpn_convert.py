@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from srkit.archs.abpn_arch import ABPN, ABPN_ET, COLORS
+from srkit.archs.weights import float32_copy
 from srkit.core.errors import CheckpointError
 
 __all__ = ['abpn_hyperparams', 'convert_abpn', 'verify_abpn_conversion']
@@ -51,13 +52,7 @@ def abpn_hyperparams(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
 def _abpn_model(source: ABPN | Mapping[str, torch.Tensor]) -> ABPN:
     """A float32 CPU copy of the ABPN to convert (the caller's model is left untouched)."""
     state = source.state_dict() if isinstance(source, ABPN) else source
-    state = {k: v.detach().to('cpu', torch.float32) for k, v in state.items()}
-    model = ABPN(**abpn_hyperparams(state))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f'ABPN state dict does not fit ABPN: {exc}') from exc
-    return model.eval()
+    return float32_copy(ABPN(**abpn_hyperparams(state)), state, 'ABPN')
 
 
 def _conv(layers: nn.Sequential, index: int) -> nn.Conv2d:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from srkit.archs.ecbsr_arch import ACT_TYPES, ECB, ECBSR, ECBSRET, ECBSRT, ET_EXTRA_CHANNELS
+from srkit.archs.weights import float32_copy
 from srkit.core.errors import CheckpointError
 
 __all__ = ['ECBSRArgs', 'ecbsr_hyperparams', 'reparameterize_ecbsr', 'transform_ecbsr', 'verify_reparameterization']
@@ -98,14 +99,8 @@ def _training_model(source: nn.Module | Mapping[str, torch.Tensor], act_type: st
     if isinstance(source, ECBSR):
         act_type = source.act_type
     state = source.state_dict() if isinstance(source, nn.Module) else source
-    state = {k: v.detach().to('cpu', torch.float32) for k, v in state.items()}
     args = ecbsr_hyperparams(state, act_type)
-    model = ECBSR(**args)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f'ECBSR training-form state dict does not fit ECBSR: {exc}') from exc
-    return model.eval(), args
+    return float32_copy(ECBSR(**args), state, 'ECBSR training-form'), args
 
 
 @torch.no_grad()

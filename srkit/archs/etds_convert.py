@@ -21,6 +21,7 @@ from typing import Mapping, cast
 import torch
 
 from srkit.archs.etds_arch import ETDS, ETDSForInference
+from srkit.archs.weights import float32_copy
 from srkit.core.checkpoint import atomic_save
 from srkit.core.errors import CheckpointError
 
@@ -54,13 +55,7 @@ def etds_hyperparams(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
 def _training_model(source: ETDS | Mapping[str, torch.Tensor]) -> ETDS:
     """A float32 CPU copy of the training form (the caller's model is left untouched)."""
     state = source.state_dict() if isinstance(source, ETDS) else source
-    state = {k: v.detach().to('cpu', torch.float32) for k, v in state.items()}
-    model = ETDS(**etds_hyperparams(state))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f'ETDS training-form state dict does not fit ETDS: {exc}') from exc
-    return model.eval()
+    return float32_copy(ETDS(**etds_hyperparams(state)), state, 'ETDS training-form')
 
 
 def _bias(conv: torch.nn.Conv2d) -> torch.Tensor:

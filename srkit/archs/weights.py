@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -22,7 +22,9 @@ from srkit.core.checkpoint import extract_state_dict, load_checkpoint_file
 from srkit.core.errors import CheckpointError
 
 __all__ = ['FitReport', 'adapt_official_state_dict', 'check_state_dict', 'fit_report', 'load_pretrained',
-           'strip_prefix']
+           'strip_prefix', 'float32_copy']
+
+Net = TypeVar('Net', bound=nn.Module)
 
 logger = logging.getLogger('srkit')
 _PREFIXES = ('module.', 'model.')
@@ -122,3 +124,13 @@ def load_pretrained(net: nn.Module, path: str | Path, *, param_key: str | None =
         if keys:
             logger.warning('Loading %s: %d %s keys, e.g. %s', path, len(keys), kind, keys[0])
     return report.as_dict()
+
+
+def float32_copy(model: Net, state: Mapping[str, torch.Tensor], what: str) -> Net:
+    """``model`` (just built for ``state``) holding ``state`` in float32 on the CPU, in eval mode: the copy a
+    converter works on, so the caller's network is never changed. A misfit is a CheckpointError naming ``what``."""
+    try:
+        model.load_state_dict({k: v.detach().to('cpu', torch.float32) for k, v in state.items()}, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f'{what} state dict does not fit {type(model).__name__}: {exc}') from exc
+    return model.eval()
