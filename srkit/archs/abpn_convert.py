@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from srkit.archs.abpn_arch import ABPN, ABPN_ET, COLORS
-from srkit.archs.weights import float32_copy
+from srkit.archs.weights import check_equivalent, float32_copy
 from srkit.core.errors import CheckpointError
 
 __all__ = ['abpn_hyperparams', 'convert_abpn', 'verify_abpn_conversion']
@@ -112,14 +112,7 @@ def verify_abpn_conversion(abpn: ABPN, plain: ABPN_ET, images: list[torch.Tensor
     Both run in float64 on copies, so the check measures the transformation, not float32 rounding.
     """
     abpn64 = copy.deepcopy(abpn).to('cpu', torch.float64).eval()
-    plain64 = copy.deepcopy(plain).to('cpu', torch.float64).eval()
-    images = [x.to('cpu', torch.float64) for x in images]
-    diffs = [(abpn64(x).clamp(0, 1) - plain64(x)).abs().max() for x in images]
-    worst = torch.stack(diffs).max().item()  # torch's max keeps a NaN, Python's would drop it
-    if not worst <= atol:
-        raise CheckpointError(f'ABPN conversion is not equivalent: ABPN_ET differs from ABPN by {worst:.3g} '
-                              f'(allowed {atol:g}); refusing to use it.')
-    return worst
+    return check_equivalent(lambda x: abpn64(x).clamp(0, 1), plain, images, atol, 'ABPN to ABPN_ET conversion')
 
 
 def convert_abpn(source: ABPN | Mapping[str, torch.Tensor], check_image: torch.Tensor | None = None,

@@ -18,14 +18,14 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TypedDict
 
 import torch
 from torch import nn
 
 from srkit.archs.ecbsr_arch import ACT_TYPES, ECB, ECBSR, ECBSRET, ECBSRT, ET_EXTRA_CHANNELS
-from srkit.archs.weights import float32_copy
+from srkit.archs.weights import check_equivalent, float32_copy
 from srkit.core.errors import CheckpointError
 
 __all__ = ['ECBSRArgs', 'ecbsr_hyperparams', 'reparameterize_ecbsr', 'transform_ecbsr', 'verify_reparameterization']
@@ -130,29 +130,12 @@ def _branch_by_branch(model: ECBSR) -> ECBSR:
     return model
 
 
-@torch.no_grad()
-def _check(reference: Callable[[torch.Tensor], torch.Tensor], candidate: nn.Module, images: list[torch.Tensor],
-           atol: float, what: str) -> float:
-    """Largest |reference(x) - candidate(x)| over ``images``, both in float64; raises above ``atol`` (or on NaN).
-
-    float64 makes the check measure the transformation, not float32 rounding (which grows with activation
-    size and is the same for any reordering of sums).
-    """
-    candidate64 = copy.deepcopy(candidate).to('cpu', torch.float64).eval()
-    diffs = [(reference(x) - candidate64(x)).abs().max() for x in (image.to('cpu', torch.float64) for image in images)]
-    worst = torch.stack(diffs).max().item()  # torch's max keeps a NaN, Python's would drop it
-    if not worst <= atol:
-        raise CheckpointError(f'{what}: the result is not equivalent to the network it came from (they differ '
-                              f'by {worst:.3g}, allowed {atol:g}); refusing to use it.')
-    return worst
-
-
 def verify_reparameterization(training: ECBSR, plain: ECBSRT, images: list[torch.Tensor],
                               atol: float = 1e-5) -> float:
     """Largest |training(x) - plain(x)| over ``images``, the training form run branch by branch (in float64, on
     copies of both); raises a CheckpointError above ``atol`` (or on NaN)."""
     training64 = _branch_by_branch(copy.deepcopy(training).to('cpu', torch.float64))
-    return _check(training64, plain, images, atol, 'ECBSR re-parameterisation')
+    return check_equivalent(training64, plain, images, atol, 'ECBSR re-parameterisation')
 
 
 def _random_images(channels: int, seed: int, check_image: torch.Tensor | None) -> list[torch.Tensor]:
@@ -235,7 +218,7 @@ def transform_ecbsr(plain: ECBSRT, check_image: torch.Tensor | None = None, atol
     plain = copy.deepcopy(plain).to('cpu', torch.float32).eval()
     et = _et_fold(plain)
     plain64 = copy.deepcopy(plain).to(torch.float64)
-    _check(lambda x: plain64(x).clamp(0, 1), et, _random_images(colors, seed, check_image), atol,
+    check_equivalent(lambda x: plain64(x).clamp(0, 1), et, _random_images(colors, seed, check_image), atol,
            'ECBSR equivalent transformation')
     return et
 

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from srkit.archs.spec import ArchSpec, require_positive
+from srkit.archs.etds_arch import check_etds_args
+from srkit.archs.spec import ArchSpec
 from srkit.core.registry import ARCH_REGISTRY
 
 __all__ = ['ETDSAblationAdvancedResidual', 'ETDSAblationResidual', 'ETDSOnlyET']
@@ -43,17 +44,7 @@ def _conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
 def _backbone_width(name: str, num_in_ch: int, num_out_ch: int, upscale: int, num_block: int, num_feat: int,
                     num_residual_feat: int) -> int:
     """Channels of the backbone stream, after refusing what the official code asserts against."""
-    require_positive(num_in_ch=num_in_ch, num_out_ch=num_out_ch, upscale=upscale, num_block=num_block,
-                     num_feat=num_feat, num_residual_feat=num_residual_feat)
-    if num_out_ch != num_in_ch:
-        raise ValueError(f'{name}: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}): the input, '
-                         'upsampled, is part of the output.')
-    if num_residual_feat < num_in_ch:
-        raise ValueError(f'{name}: num_residual_feat ({num_residual_feat}) must be at least num_in_ch '
-                         f'({num_in_ch}).')
-    if num_feat <= num_residual_feat:
-        raise ValueError(f'{name}: num_feat ({num_feat}) counts the residual channels too and must exceed '
-                         f'num_residual_feat ({num_residual_feat}).')
+    check_etds_args(name, num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat, need_backbone=True)
     return num_feat - num_residual_feat
 
 

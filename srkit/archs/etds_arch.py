@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from srkit.archs.spec import ArchSpec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
 
-__all__ = ['ETDS', 'ETDSForInference', 'Plain', 'inference_out_channels']
+__all__ = ['ETDS', 'ETDSForInference', 'Plain', 'inference_out_channels', 'check_etds_args']
 
 # Conv + ReLU + PixelShuffle only: fp16 and channels_last change nothing but rounding, and any integer
 # scale works (the published checkpoints cover 2, 3 and 4).
@@ -52,8 +52,9 @@ def inference_out_channels(num_out_ch: int, upscale: int) -> int:
     return channels + 1 if upscale == 3 else channels
 
 
-def _check_args(name: str, num_in_ch: int, num_out_ch: int, upscale: int, num_block: int, num_feat: int,
-                num_residual_feat: int, need_backbone: bool) -> None:
+def check_etds_args(name: str, num_in_ch: int, num_out_ch: int, upscale: int, num_block: int, num_feat: int,
+                    num_residual_feat: int, need_backbone: bool) -> None:
+    """Refuse the widths the official code asserts against (ETDS, its plain form and the ablations)."""
     require_positive(num_in_ch=num_in_ch, num_out_ch=num_out_ch, upscale=upscale, num_block=num_block,
                      num_feat=num_feat, num_residual_feat=num_residual_feat)
     if num_out_ch != num_in_ch:
@@ -74,7 +75,7 @@ class ETDS(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, upscale: int = 4, num_block: int = 6,
                  num_feat: int = 32, num_residual_feat: int = 3) -> None:
         super().__init__()
-        _check_args('ETDS', num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat,
+        check_etds_args('ETDS', num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat,
                     need_backbone=True)
         backbone_feat = num_feat - num_residual_feat
         out_ch = num_out_ch * upscale**2
@@ -141,7 +142,7 @@ class ETDSForInference(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, upscale: int = 4, num_block: int = 6,
                  num_feat: int = 32, num_residual_feat: int = 3) -> None:
         super().__init__()
-        _check_args('ETDSForInference', num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat,
+        check_etds_args('ETDSForInference', num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat,
                     need_backbone=False)
         out_ch = inference_out_channels(num_out_ch, upscale)
         self.conv_first = _conv3x3(num_in_ch, num_feat)

@@ -21,7 +21,7 @@ from typing import Mapping, cast
 import torch
 
 from srkit.archs.etds_arch import ETDS, ETDSForInference
-from srkit.archs.weights import float32_copy
+from srkit.archs.weights import check_equivalent, float32_copy
 from srkit.core.checkpoint import atomic_save
 from srkit.core.errors import CheckpointError
 
@@ -112,14 +112,7 @@ def verify_conversion(training: ETDS, plain: ETDSForInference, images: list[torc
     not float32 rounding (which grows with activation size and is the same for any reordering of sums).
     """
     training64 = copy.deepcopy(training).to('cpu', torch.float64).eval()
-    plain64 = copy.deepcopy(plain).to('cpu', torch.float64).eval()
-    images = [x.to('cpu', torch.float64) for x in images]
-    diffs = [(training64(x)[0].clamp(0, 1) - plain64(x)).abs().max() for x in images]
-    worst = torch.stack(diffs).max().item()  # torch's max keeps a NaN, Python's would drop it
-    if not worst <= atol:
-        raise CheckpointError(f'ETDS conversion is not equivalent: the plain form differs from the training '
-                              f'form by {worst:.3g} (allowed {atol:g}); refusing to use it.')
-    return worst
+    return check_equivalent(lambda x: training64(x)[0].clamp(0, 1), plain, images, atol, 'ETDS conversion')
 
 
 def convert_etds(source: ETDS | Mapping[str, torch.Tensor], check_image: torch.Tensor | None = None,

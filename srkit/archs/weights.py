@@ -8,8 +8,9 @@ state dict fits a network, and says exactly why not.
 """
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from srkit.core.checkpoint import extract_state_dict, load_checkpoint_file
 from srkit.core.errors import CheckpointError
 
 __all__ = ['FitReport', 'adapt_official_state_dict', 'check_state_dict', 'fit_report', 'load_pretrained',
-           'strip_prefix', 'float32_copy']
+           'strip_prefix', 'float32_copy', 'check_equivalent']
 
 Net = TypeVar('Net', bound=nn.Module)
 
@@ -134,3 +135,21 @@ def float32_copy(model: Net, state: Mapping[str, torch.Tensor], what: str) -> Ne
     except RuntimeError as exc:
         raise CheckpointError(f'{what} state dict does not fit {type(model).__name__}: {exc}') from exc
     return model.eval()
+
+
+@torch.no_grad()
+def check_equivalent(reference: Callable[[torch.Tensor], torch.Tensor], candidate: nn.Module,
+                     images: list[torch.Tensor], atol: float, what: str) -> float:
+    """Largest |reference(x) - candidate(x)| over ``images`` in float64 (``reference`` takes float64 input; the
+    candidate runs on a float64 copy); a converter's result is refused above ``atol``, or on NaN.
+
+    float64 makes the check measure the transformation, not float32 rounding (which grows with activation
+    size and is the same for any reordering of sums).
+    """
+    candidate64 = copy.deepcopy(candidate).to('cpu', torch.float64).eval()
+    diffs = [(reference(x) - candidate64(x)).abs().max() for x in (image.to('cpu', torch.float64) for image in images)]
+    worst = torch.stack(diffs).max().item()  # torch's max keeps a NaN, Python's would drop it
+    if not worst <= atol:
+        raise CheckpointError(f'{what}: the result is not equivalent to the network it came from (they differ '
+                              f'by {worst:.3g}, allowed {atol:g}); refusing to use it.')
+    return worst
