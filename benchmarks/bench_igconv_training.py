@@ -1,8 +1,11 @@
-"""One EDSR-baseline-IGConv+ model for x2/x3/x4 vs three single-scale EDSR-baseline models, same total
-iterations, short CPU training on T91; Set5 PSNR at each scale side by side (the IGConv paper's claim that one
-model replaces three at a third of the training budget each).
+"""One IGConv+ model for x2/x3/x4 vs three single-scale models of its host, same total iterations, short CPU
+training on T91; Set5 PSNR at each scale side by side, and the stored parameters of each side (the IGConv
+paper's claim that one model replaces three at a third of the training budget each).
 
-    python benchmarks/bench_igconv_training.py --iters 600 --shared ../shared
+Hosts: ``edsr`` (srkit's IGConvSR on EDSR-baseline) and ``smfanet`` (the authors' SMFANetIGPlus against
+SMFANet, both as IGConv's and SMFANet's option files build them).
+
+    python benchmarks/bench_igconv_training.py --iters 600 --shared ../shared [--host smfanet]
 """
 from __future__ import annotations
 
@@ -55,28 +58,50 @@ def evaluate(name: str, root: Path, shared: Path, network: dict, scales: tuple[i
     return {int(r.dataset.split('_x')[1]): r.mean['psnr'] for r in run_test(options)}
 
 
+def networks(host: str, upsampler: str) -> tuple[dict, dict[int, dict]]:
+    """(the multi-scale network, the single-scale network of each scale) as network_g mappings (the scale
+    argument is filled in from the run's scale)."""
+    if host == 'smfanet':
+        multi = {'type': 'SMFANetIGPlus' if upsampler == 'igconv_plus' else 'SMFANetIG'}
+        return multi, {s: {'type': 'SMFANet'} for s in SCALES}
+    multi = {'type': 'IGConvSR', 'upsampler': upsampler, 'encoder': {'type': 'EDSR_baseline'}}
+    return multi, {s: {'type': 'EDSR_baseline'} for s in SCALES}
+
+
+def stored_params(network: dict, scale: int, multi: bool) -> int:
+    from srkit.archs import create
+
+    args = {k: v for k, v in network.items() if k != 'type'}
+    net = create(network['type'], **args) if multi else create(network['type'], scale, **args)
+    return sum(v.numel() for v in net.state_dict().values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--iters', type=int, default=600, help='total iterations for each side')
     parser.add_argument('--upsampler', choices=['igconv', 'igconv_plus'], default='igconv_plus')
+    parser.add_argument('--host', choices=['edsr', 'smfanet'], default='edsr')
     parser.add_argument('--skip-single', action='store_true', help='train only the multi-scale model')
     parser.add_argument('--shared', type=Path, default=Path(__file__).resolve().parents[2] / 'shared')
     args = parser.parse_args()
     setup_logger(None, is_main=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        igconv = {'type': 'IGConvSR', 'upsampler': args.upsampler, 'encoder': {'type': 'EDSR_baseline'}}
+        igconv, singles = networks(args.host, args.upsampler)
         Trainer(parse_options(train_options('igconv', root, args.shared, args.iters, igconv, 2, True),
                               is_train=True), DistContext()).train()
         multi = evaluate('igconv', root, args.shared, igconv, SCALES, True)
         single = {}
         for s in SCALES if not args.skip_single else ():
-            net = {'type': 'EDSR_baseline', 'upscale': s}
+            net = singles[s]
             Trainer(parse_options(train_options(f'single_x{s}', root, args.shared, args.iters // len(SCALES), net, s,
                                                 False), is_train=True), DistContext()).train()
             single[s] = evaluate(f'single_x{s}', root, args.shared, net, (s,), False)[s]
-    print(f'\nSet5 PSNR (Y), {args.iters} iterations for each side')
-    print(f'| scale | one EDSR-baseline-{args.upsampler} | three EDSR-baseline (one per scale) | difference |')
+    three = sum(stored_params(singles[s], s, False) for s in SCALES)
+    one = stored_params(igconv, 2, True)
+    print(f'\nStored parameters: one {igconv["type"]} {one:,}; three single-scale {three:,} ({one / three:.2f}x)')
+    print(f'\nSet5 PSNR (Y), {args.iters} iterations for each side, host {args.host}')
+    print(f'| scale | one {args.host}-{args.upsampler} | three {args.host} (one per scale) | difference |')
     print('|---|---|---|---|')
     for s in SCALES:
         other = single.get(s, float('nan'))

@@ -71,3 +71,27 @@ def test_value_dependent_forward_falls_back_to_a_real_run() -> None:
     net = _ReadsValues()
     assert count_macs(net, (3, 5, 6)) == 3 * 4 * 5 * 6
     assert net.training
+
+
+class _Attention(nn.Module):
+    """Tokens of a (C, H, W) map attending to one another, with a parameter view passed on as an input (ATD's
+    token dictionary does that), and optionally a forward that needs real values (so it runs on the CPU)."""
+
+    def __init__(self, reads_values: bool) -> None:
+        super().__init__()
+        self.dictionary = nn.Parameter(torch.randn(1, 4, 8))
+        self.reads_values = reads_values
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reads_values and x.abs().sum().item() < 0:
+            return x
+        tokens = x.flatten(2).transpose(1, 2)  # (N, HW, C)
+        keys = self.dictionary.expand(x.shape[0], -1, -1)  # a view of a parameter, requires grad, no grad_fn
+        out = torch.nn.functional.scaled_dot_product_attention(tokens, keys, keys)
+        return out.transpose(1, 2).reshape(x.shape)
+
+
+@pytest.mark.parametrize('reads_values', [False, True], ids=['meta', 'cpu'])
+def test_attention_counts_on_the_meta_device_and_on_the_cpu(reads_values: bool) -> None:
+    """q k^T and attention x v: HW x 4 x 8 MACs each, whichever kernel runs the attention."""
+    assert count_macs(_Attention(reads_values), (8, 5, 6)) == 2 * 30 * 4 * 8

@@ -8,7 +8,6 @@ from srkit.archs.igconv_arch import (
     IGConv,
     IGConvSR,
     IGSample,
-    ImplicitKernel,
     SubPixelConv,
     geometric_ensemble,
     implicit_grid_sample,
@@ -44,8 +43,8 @@ def _perturbed(module, seed=0):
 
 
 def test_generated_kernel_shape_and_scale_dependence():
-    gen = ImplicitKernel(5, 3, 3, implicit_dim=16, latent_layers=2)
-    kernels = {s: gen(s) for s in (1, 2, 3, 4)}
+    gen = IGConv(5, 3, implicit_dim=16, latent_layers=2, geo_ensemble=False)
+    kernels = {s: gen.kernel(s) for s in (1, 2, 3, 4)}
     for s, k in kernels.items():
         assert k.shape == (3 * s * s, 5, 3, 3)
     # x2's four sub-pixel kernels differ from one another (they sit at different grid points)
@@ -55,12 +54,12 @@ def test_generated_kernel_shape_and_scale_dependence():
 
 def test_phase_saturates_beyond_max_s():
     """The phase sees 2 / min(s, max_s): with max_s = 2, x3 and x4 share it, so both kernels follow one rule."""
-    gen = ImplicitKernel(2, 3, 3, implicit_dim=8, latent_layers=1, max_s=2)
+    gen = IGConv(2, 3, implicit_dim=8, latent_layers=1, geo_ensemble=False, max_s=2)
     with torch.no_grad():
         gen.freq.zero_()  # then every kernel entry depends on the phase only
-    k3, k4 = gen(3).view(3, 9, 2, 3, 3), gen(4).view(3, 16, 2, 3, 3)
+    k3, k4 = gen.kernel(3).view(3, 9, 2, 3, 3), gen.kernel(4).view(3, 16, 2, 3, 3)
     assert torch.allclose(k3[:, 0], k4[:, 0], atol=1e-6)
-    assert not torch.allclose(gen(1).view(3, 2, 3, 3), k3[:, 0], atol=1e-4)
+    assert not torch.allclose(gen.kernel(1).view(3, 2, 3, 3), k3[:, 0], atol=1e-4)
 
 
 @pytest.mark.parametrize('geo', [False, True])
@@ -124,11 +123,12 @@ def test_igsample_offset_moves_the_sampling_point_in_lr_pixels():
     assert torch.allclose(moved[inner] - plain[inner], torch.full_like(moved[inner], 0.5), atol=1e-4)
 
 
-def test_fresh_igsample_starts_near_bilinear_with_rgb_alike_offsets():
+def test_fresh_igsample_starts_near_bilinear_with_the_official_offset_rows():
+    """The official initialisation repeats one (x, y) row pair for R, G and B: rows x, y, x, y, x, y."""
     torch.manual_seed(0)
     sample = IGSample(8, implicit_dim=16, latent_layers=1)
-    last = sample.kernel.mlp[-1].weight
-    assert torch.equal(last[0], last[1]) and torch.equal(last[3], last[5]) and not torch.equal(last[0], last[3])
+    last = sample.convs.query_kernel[-1].weight
+    assert torch.equal(last[0], last[2]) and torch.equal(last[1], last[5]) and not torch.equal(last[0], last[1])
     assert not last[6:].any()
     lr, feat = torch.rand(1, 3, 6, 6), torch.randn(1, 8, 6, 6)
     bilinear = F.interpolate(lr, scale_factor=2, mode='bilinear', align_corners=False)
@@ -195,10 +195,25 @@ def test_yaml_network_g_selects_host_and_upsampler():
 
 
 @torch.no_grad()
-def test_igconv_plus_on_a_mean_shift_host_starts_from_the_image():
-    """EDSR adds its mean back after the tail; with the IGSample skip on top the untrained network used to
-    start from mean + image (about 0.9 for a 0.5 image) and could not learn on a short budget."""
+def test_igconv_plus_adds_the_skip_to_the_hosts_finished_image():
+    """As the official IGConv+ networks: host output (tail / img_range + mean) plus the IGSample skip."""
     torch.manual_seed(0)
-    net = IGConvSR(encoder={'type': 'EDSR_tiny'}, upsampler='igconv_plus').eval()
-    x = torch.rand(1, 3, 16, 16) * 0.5 + 0.25
-    assert abs(net(x, 2).mean().item() - x.mean().item()) < 0.1
+    net = _perturbed(IGConvSR(encoder={'type': 'EDSR_tiny'}, upsampler='igconv_plus', **SMALL)).eval()
+    x = torch.rand(1, 3, 6, 7)
+    enc = net.encoder
+    feat = enc.conv_first((x - enc.mean) * enc.img_range)
+    feat = enc.conv_after_body(enc.body(feat)) + feat
+    host = enc.upsample.upsampler(feat, 3) / enc.img_range + enc.mean
+    assert torch.allclose(net(x, 3), host + net.skip(x, feat, 3), atol=1e-6)
+
+
+@torch.no_grad()
+def test_skip_replaces_mean_is_the_official_sum_less_the_hosts_mean():
+    torch.manual_seed(0)
+    official = _perturbed(IGConvSR(encoder={'type': 'EDSR_tiny'}, upsampler='igconv_plus', **SMALL)).eval()
+    variant = IGConvSR(encoder={'type': 'EDSR_tiny'}, upsampler='igconv_plus', skip_replaces_mean=True, **SMALL).eval()
+    variant.load_state_dict(official.state_dict())
+    x = torch.rand(1, 3, 6, 7)
+    assert torch.allclose(variant(x, 2), official(x, 2) - official.encoder.mean, atol=1e-6)
+    with pytest.raises(OptionError, match='igconv_plus only'):
+        create('IGConvSR', encoder={'type': 'EDSR_tiny'}, upsampler='igconv', skip_replaces_mean=True)

@@ -2,7 +2,7 @@
 
 A sub-pixel tail stores one kernel per scale; IGConv stores none. For scale ``s`` it *generates* the
 ``(3 * s^2, C, k, k)`` kernel: every kernel entry (one of ``C * k^2`` rows) owns learnable Fourier
-features (``freq`` and ``amplitude``, shape ``(C * k^2, implicit_dim)``) evaluated at the centres of the
+features (``freq`` and ``amplitude``, shape ``(C * k^2, implicit_dim, 1, 1)``) evaluated at the centres of the
 ``s x s`` sub-pixel grid in [-1, 1], plus a phase learnt from ``2 / min(s, max_s)``; ``cos``/``sin`` of
 ``pi * (fx * x + fy * y + phase)``, scaled by the amplitude, go through an MLP of 1x1 convs (the
 "implicit grid" of the paper) that outputs the three RGB taps. ``instantiate(s)`` bakes the kernel into a
@@ -15,6 +15,10 @@ linear in its kernel, so convolving once with the averaged kernel is the same fu
 generated offset and scope kernels move the sampling point of each output pixel, and the LR RGB image is
 sampled bilinearly there and added to the output; (3) the FFT loss, a training option (``fft_opt:
 {type: FFTLoss}``), not part of the network.
+
+Modules, parameter names, shapes and initialisation are the official code's (igconv/archs/arch_utils.py
+of dslisleedh/IGConv at 1627959), so the authors' checkpoints load as released; tests/fixtures/igconv holds
+outputs of that code for the same weights.
 
 ``IGConvSR`` composes IGConv(+) with the encoder of any registered architecture that ends in a sub-pixel
 tail: the tail module(s) are swapped in place, so the host's own forward (EDSR's mean shift and
@@ -33,8 +37,8 @@ from torch.nn import functional as F
 from srkit.archs.spec import ArchSpec, arch_spec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
 
-__all__ = ['IGConv', 'IGConvSR', 'IGSample', 'ImplicitKernel', 'SubPixelConv', 'geometric_ensemble',
-           'implicit_grid_sample', 'subpixel_tail']
+__all__ = ['BakedIGSample', 'IGConv', 'IGConvSR', 'IGSample', 'SubPixelConv', 'geometric_ensemble',
+           'implicit_grid_sample', 'instantiate_upsamplers', 'subpixel_tail']
 
 def geometric_ensemble(kernel: torch.Tensor) -> torch.Tensor:
     """Mean of ``kernel`` (..., k, k) over the 8 flips/rotations of its window (the dihedral group D4).
@@ -62,49 +66,57 @@ def _check_scale(scale: Any) -> int:
     return scale
 
 
-class ImplicitKernel(nn.Module):
-    """Generates a ``(out_channels * s^2, in_channels, k, k)`` sub-pixel kernel for any integer scale ``s``.
+def _check_sizes(kernel_size: int, implicit_dim: int, max_s: int) -> None:
+    if kernel_size % 2 == 0 or implicit_dim % 2 or max_s < 1:
+        raise ValueError(f'IGConv: kernel_size must be odd, implicit_dim even and max_s >= 1, got {kernel_size}, '
+                         f'{implicit_dim}, {max_s}.')
 
-    ``groups`` splits the Fourier features and the MLP into independent groups (IGSample uses two: one
-    predicts offsets, one scopes); the output channels are ordered (channel, sub-pixel row, sub-pixel
-    column), the order ``pixel_shuffle`` expects.
+
+class _ImplicitKernel(nn.Module):
+    """The implicit grid shared by IGConv and IGSample, with the official module layout (so the authors'
+    checkpoints load as released): ``freq`` and ``amplitude`` (C*k^2, D, 1, 1), ``phase`` a 1x1 conv from the
+    scale ratio, ``query_kernel`` the MLP of 1x1 convs (``groups`` independent groups).
+
+    ``kernel(s)`` -> ``(out * s^2, C, k, k)``: every kernel entry (one of C*k^2 rows) evaluates its Fourier
+    features ``amplitude * [cos, sin](pi * (fx*x + fy*y + phase(2 / min(s, max_s))))`` at the centres of the
+    s x s sub-pixel grid and the MLP maps them to ``out`` taps; channels ordered (out, row, column), the
+    order ``pixel_shuffle`` reads. With two groups the official code gives group 0 the even and group 1 the
+    odd frequencies (its ``(g d) -> (d g)`` rearrangement); ``interleave`` reproduces that order exactly,
+    which the released IGSample weights depend on.
     """
 
-    def __init__(self, in_channels: int, kernel_size: int, out_channels: int, implicit_dim: int = 256,
-                 latent_layers: int = 4, groups: int = 1, max_s: int = 4, geo_ensemble: bool = False,
-                 bias: bool = True) -> None:
+    def __init__(self, dim: int, kernel_size: int, out_channels: int, implicit_dim: int, latent_layers: int,
+                 max_s: int, geo_ensemble: bool, groups: int = 1, last_bias: bool = True) -> None:
         super().__init__()
-        if implicit_dim % (2 * groups) or out_channels % groups:
-            raise ValueError(f'ImplicitKernel: implicit_dim ({implicit_dim}) must split into {groups} group(s) of '
-                             f'cos/sin pairs and out_channels ({out_channels}) into {groups} group(s).')
-        if kernel_size % 2 == 0 or max_s < 1:
-            raise ValueError(f'ImplicitKernel: kernel_size must be odd and max_s >= 1, got {kernel_size}, {max_s}.')
-        self.in_channels, self.kernel_size, self.out_channels = in_channels, kernel_size, out_channels
-        self.groups, self.max_s, self.geo_ensemble = groups, max_s, geo_ensemble
-        rows = in_channels * kernel_size ** 2
-        # Columns [:D/2] are the x frequencies, [D/2:] the y frequencies; amplitude scales each cos/sin feature.
-        self.freq = nn.Parameter(torch.randn(rows, implicit_dim) * 0.02)
-        self.amplitude = nn.Parameter(torch.randn(rows, implicit_dim) * 0.02)
-        self.phase = nn.Linear(1, implicit_dim // 2)
+        self.dim, self.kernel_size, self.out_channels = dim, kernel_size, out_channels
+        self.implicit_dim, self.latent_layers = implicit_dim, latent_layers
+        self.max_s, self.geo_ensemble, self.groups = max_s, geo_ensemble, groups
+        rows = dim * kernel_size ** 2
+        self.phase = nn.Conv2d(1, implicit_dim // 2, 1)
+        self.freq = nn.Parameter(torch.randn(rows, implicit_dim, 1, 1) * 0.02)
+        self.amplitude = nn.Parameter(torch.randn(rows, implicit_dim, 1, 1) * 0.02)
         layers: list[nn.Module] = []
         for _ in range(latent_layers):
             layers += [nn.Conv2d(implicit_dim, implicit_dim, 1, groups=groups), nn.ReLU()]
-        layers.append(nn.Conv2d(implicit_dim, out_channels, 1, groups=groups, bias=bias))
-        self.mlp = nn.Sequential(*layers)
+        layers.append(nn.Conv2d(implicit_dim, out_channels, 1, groups=groups, bias=last_bias))
+        self.query_kernel = nn.Sequential(*layers)
 
-    def forward(self, scale: int) -> torch.Tensor:
+    def kernel(self, scale: int) -> torch.Tensor:
         s = _check_scale(scale)
-        half = self.freq.shape[1] // 2
-        x, y = _grid_centres(s, self.freq.device, self.freq.dtype)
-        angle = self.freq[:, :half, None, None] * x + self.freq[:, half:, None, None] * y  # (rows, D/2, s, s)
-        ratio = torch.full((1,), 2.0 / min(s, self.max_s), device=self.freq.device, dtype=self.freq.dtype)
-        angle = math.pi * (angle + self.phase(ratio)[:, None, None])
-        angle = angle.unflatten(1, (self.groups, -1))  # each group: its own frequencies, cos then sin
-        features = torch.cat([torch.cos(angle), torch.sin(angle)], dim=2).flatten(1, 2)
-        taps = self.mlp(features * self.amplitude[:, :, None, None])  # (rows, out, s, s)
-        c, k, o = self.in_channels, self.kernel_size, self.out_channels
-        kernel = taps.reshape(c, k, k, o, s, s).permute(3, 4, 5, 0, 1, 2).reshape(o * s * s, c, k, k)
-        return geometric_ensemble(kernel) if self.geo_ensemble else kernel
+        freq = self.freq
+        half = freq.shape[1] // 2
+        x, y = _grid_centres(s, freq.device, freq.dtype)
+        ratio = torch.full((1, 1, 1, 1), 2.0 / min(s, self.max_s), device=freq.device, dtype=freq.dtype)
+        angle = math.pi * (freq[:, :half] * x + freq[:, half:] * y + self.phase(ratio))  # (rows, D/2, s, s)
+        features = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1)
+        if self.groups == 2:  # official: (g d) -> (d g) with d = 2: group 0 even channels, group 1 odd ones
+            features = features.unflatten(1, (-1, 2)).transpose(1, 2).flatten(1, 2)
+        elif self.groups != 1:
+            raise ValueError(f'IGConv: 1 or 2 groups, got {self.groups}')
+        taps = self.query_kernel(features * self.amplitude)  # (rows, out, s, s)
+        c, k, o = self.dim, self.kernel_size, self.out_channels
+        weight = taps.reshape(c, k, k, o, s, s).permute(3, 4, 5, 0, 1, 2).reshape(o * s * s, c, k, k)
+        return geometric_ensemble(weight) if self.geo_ensemble else weight
 
 
 class SubPixelConv(nn.Sequential):
@@ -127,18 +139,23 @@ class SubPixelConv(nn.Sequential):
         return super().forward(x)
 
 
-class IGConv(nn.Module):
-    """Implicit-grid sub-pixel convolution: ``forward(features, scale)`` -> ``(N, 3, s*H, s*W)``."""
+class IGConv(_ImplicitKernel):
+    """Implicit-grid sub-pixel convolution: ``forward(features, scale)`` -> ``(N, 3, s*H, s*W)``.
 
-    def __init__(self, in_channels: int, kernel_size: int = 3, implicit_dim: int = 256, latent_layers: int = 4,
-                 max_s: int = 4, geo_ensemble: bool = False, out_channels: int = 3) -> None:
-        super().__init__()
-        self.kernel = ImplicitKernel(in_channels, kernel_size, out_channels, implicit_dim, latent_layers,
-                                     max_s=max_s, geo_ensemble=geo_ensemble)
+    Constructor and state dict as the official ``IGConv`` (igconv/archs/arch_utils.py). With
+    ``geo_ensemble`` the official code convolves with the 8 flipped/rotated kernels and averages the
+    outputs; srkit convolves once with the averaged kernel (the same function: a convolution is linear in
+    its kernel), as the official ``instantiate`` does.
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 3, implicit_dim: int = 256, latent_layers: int = 4,
+                 geo_ensemble: bool = True, max_s: int = 4) -> None:
+        _check_sizes(kernel_size, implicit_dim, max_s)
+        super().__init__(dim, kernel_size, 3, implicit_dim, latent_layers, max_s, geo_ensemble)
 
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         weight = self.kernel(scale).to(x.dtype)
-        return F.pixel_shuffle(F.conv2d(x, weight, padding=self.kernel.kernel_size // 2), scale)
+        return F.pixel_shuffle(F.conv2d(x, weight, padding=self.kernel_size // 2), scale)
 
     @torch.no_grad()
     def instantiate(self, scale: int) -> SubPixelConv:
@@ -167,38 +184,51 @@ def implicit_grid_sample(lr: torch.Tensor, raw: torch.Tensor, scale: int) -> tor
     return out.view(n, 3, hr_h, hr_w)
 
 
+class _OffsetKernel(_ImplicitKernel):
+    """IGSample's implicit grid (the official ``IGConvDSSepRGB``): two groups of width ``implicit_dim`` each,
+    group 0 predicting offsets and group 1 scopes, 12 taps without bias, small truncated-normal init.
+
+    Initialisation as the official code: the offset rows are one (x, y) pair repeated for R, G and B, so
+    rows 0..5 read x, y, x, y, x, y; the sampling step reads them (x/y, RGB), so the "same for RGB" the
+    official comment intends does not hold exactly. Kept as released: trained weights depend only on the
+    function, and a fresh model starts where the authors' does.
+    """
+
+    def __init__(self, dim: int, kernel_size: int, implicit_dim: int, latent_layers: int, geo_ensemble: bool,
+                 max_s: int) -> None:
+        super().__init__(dim, kernel_size, 12, 2 * implicit_dim, latent_layers, max_s, geo_ensemble, groups=2,
+                         last_bias=False)
+        with torch.no_grad():
+            for p in self.query_kernel.parameters():
+                nn.init.trunc_normal_(p, std=0.01)
+            last = self.query_kernel[-1]
+            assert isinstance(last, nn.Conv2d)
+            offset = nn.init.trunc_normal_(torch.zeros(2, implicit_dim, 1, 1), std=0.01)
+            last.weight.copy_(torch.cat([offset.repeat(3, 1, 1, 1), torch.zeros(6, implicit_dim, 1, 1)]))
+
+
 class IGSample(nn.Module):
     """IGConv+'s input-dependent skip: ``forward(lr_rgb, features, scale)`` -> (N, 3, s*H, s*W).
 
-    One grouped implicit kernel (group 0: offsets, group 1: scopes; no bias, small truncated-normal
-    init) conv'ed over the encoder features gives per-output-pixel offsets; see ``implicit_grid_sample``.
-    As in the official code the offset taps start equal for R, G and B and the scope taps at zero, so a
-    fresh IGSample is a slightly perturbed bilinear upsampler.
+    Constructor and state dict (``convs.*``) as the official ``IGSample``: the grouped implicit kernel
+    conv'ed over the encoder features gives per-output-pixel offsets and scopes; the LR image is sampled
+    there (``implicit_grid_sample``). A fresh IGSample is a slightly perturbed bilinear upsampler.
     """
 
-    def __init__(self, in_channels: int, kernel_size: int = 3, implicit_dim: int = 256, latent_layers: int = 2,
-                 max_s: int = 4, geo_ensemble: bool = True) -> None:
+    def __init__(self, dim: int, kernel_size: int = 3, implicit_dim: int = 128, latent_layers: int = 2,
+                 geo_ensemble: bool = True, max_s: int = 4) -> None:
         super().__init__()
-        self.kernel = ImplicitKernel(in_channels, kernel_size, 12, implicit_dim, latent_layers, groups=2,
-                                     max_s=max_s, geo_ensemble=geo_ensemble, bias=False)
-        with torch.no_grad():
-            for p in self.kernel.mlp.parameters():
-                nn.init.trunc_normal_(p, std=0.01)
-            last_conv = self.kernel.mlp[-1]
-            assert isinstance(last_conv, nn.Conv2d)
-            last = last_conv.weight  # (12, D/2, 1, 1): rows (x/y, RGB) offsets, then scopes
-            per_axis = nn.init.trunc_normal_(torch.empty(2, 1, *last.shape[1:]), std=0.01)
-            last[:6] = per_axis.expand(2, 3, *last.shape[1:]).reshape(6, *last.shape[1:])
-            last[6:] = 0
+        _check_sizes(kernel_size, 2 * implicit_dim, max_s)  # two groups of implicit_dim each
+        self.convs = _OffsetKernel(dim, kernel_size, implicit_dim, latent_layers, geo_ensemble, max_s)
 
     def forward(self, lr: torch.Tensor, features: torch.Tensor, scale: int) -> torch.Tensor:
-        weight = self.kernel(scale).to(features.dtype)
-        raw = F.conv2d(features, weight, padding=self.kernel.kernel_size // 2)
+        weight = self.convs.kernel(scale).to(features.dtype)
+        raw = F.conv2d(features, weight, padding=self.convs.kernel_size // 2)
         return implicit_grid_sample(lr, raw, scale)
 
     @torch.no_grad()
     def instantiate(self, scale: int) -> BakedIGSample:
-        return BakedIGSample(self.kernel(scale), scale)
+        return BakedIGSample(self.convs.kernel(scale), scale)
 
 
 class BakedIGSample(nn.Module):
@@ -215,6 +245,19 @@ class BakedIGSample(nn.Module):
         if scale is not None and scale != self.scale:
             raise ValueError(f'This IGSample was instantiated for x{self.scale}, not x{scale}.')
         return implicit_grid_sample(lr, self.conv(features), self.scale)
+
+
+@torch.no_grad()
+def instantiate_upsamplers(net: nn.Module, scale: int) -> nn.Module:
+    """A copy of ``net`` with every IGConv / IGSample baked for x``scale`` (plain convs; IGSample keeps its
+    sampling): the cost of a single-scale sub-pixel tail. The copy still takes the scale argument, and
+    refuses any other scale."""
+    _check_scale(scale)
+    baked = copy.deepcopy(net)
+    for name, module in list(baked.named_modules()):
+        if isinstance(module, (IGConv, IGSample)):
+            _replace(baked, name, module.instantiate(scale))
+    return baked
 
 
 class _TailSlot(nn.Module):
@@ -286,14 +329,19 @@ class IGConvSR(nn.Module):
     """Any registered host with a sub-pixel tail, made multi-scale by IGConv (or IGConv+).
 
     ``encoder``: the host's ``network_g``-style mapping (``type`` plus its arguments, without a scale).
-    ``upsampler``: ``igconv`` (plain) or ``igconv_plus`` (geometric ensemble + IGSample skip).
-    IGSample gets ``latent_layers // 2`` layers and the same total implicit width, as in the paper's code.
+    ``upsampler``: ``igconv`` (plain) or ``igconv_plus`` (geometric ensemble + IGSample skip, added to the
+    host's output as the official IGConv+ networks add it). IGSample gets ``latent_layers // 2`` layers and
+    ``implicit_dim // 2`` per group, as in the official code. ``skip_replaces_mean`` (IGConv+ only, off by
+    default): srkit's variant that subtracts the host's mean shift where the skip is added, so an untrained
+    network starts from the image instead of mean + image; it trains much faster on short CPU runs
+    (docs/IGCONV.md), while the authors' checkpoints need the official sum.
     ``forward(x, scale)``; ``instantiate(s)`` returns a copy whose kernels are plain convs for x``s``
     and whose ``forward(x)`` needs no scale.
     """
 
     def __init__(self, encoder: dict[str, Any], upsampler: Literal['igconv', 'igconv_plus'] = 'igconv',
-                 kernel_size: int = 3, implicit_dim: int = 256, latent_layers: int = 4, max_s: int = 4) -> None:
+                 kernel_size: int = 3, implicit_dim: int = 256, latent_layers: int = 4, max_s: int = 4,
+                 skip_replaces_mean: bool = False) -> None:
         super().__init__()
         require_positive(kernel_size=kernel_size, implicit_dim=implicit_dim, latent_layers=latent_layers, max_s=max_s)
         if upsampler not in ('igconv', 'igconv_plus'):
@@ -301,12 +349,16 @@ class IGConvSR(nn.Module):
         self.encoder_type, self.encoder = _build_encoder(encoder)
         self.tail_names, width = subpixel_tail(self.encoder_type, self.encoder)
         plus = upsampler == 'igconv_plus'
-        igconv = IGConv(width, kernel_size, implicit_dim, latent_layers, max_s, geo_ensemble=plus)
+        if skip_replaces_mean and not plus:
+            raise ValueError('skip_replaces_mean applies to upsampler igconv_plus only (igconv has no skip)')
+        self.skip_replaces_mean = skip_replaces_mean
+        igconv = IGConv(width, kernel_size, implicit_dim, latent_layers, geo_ensemble=plus, max_s=max_s)
         _replace(self.encoder, self.tail_names[0], _TailSlot(igconv, keep_features=plus))
         for name in self.tail_names[1:]:
             _replace(self.encoder, name, nn.Identity())
         self.skip: IGSample | BakedIGSample | None = (
-            IGSample(width, kernel_size, implicit_dim, latent_layers // 2, max_s) if plus else None)
+            IGSample(width, kernel_size, max(implicit_dim // 2, 1), max(latent_layers // 2, 1), max_s=max_s)
+            if plus else None)
         self.fixed_scale: int | None = None
 
     def _slot(self) -> _TailSlot:
@@ -328,10 +380,8 @@ class IGConvSR(nn.Module):
         finally:
             features = slot.release()
         if self.skip is not None:
-            # The skip is the base image: a host that adds its mean shift back after the tail (EDSR, MMA)
-            # would otherwise start from mean + image, which a bias-free generated tail cannot cancel.
             host_mean = getattr(self.encoder, 'mean', None)
-            if isinstance(host_mean, torch.Tensor):
+            if self.skip_replaces_mean and isinstance(host_mean, torch.Tensor):
                 out = out - host_mean
             out = out + self.skip(x, features, scale)
         return out
@@ -341,11 +391,7 @@ class IGConvSR(nn.Module):
         """A copy for x``scale`` only: generated kernels baked into plain convs, ``forward(x)`` without a scale."""
         if self.fixed_scale is not None:
             raise ValueError(f'This network is already instantiated for x{self.fixed_scale}.')
-        baked = copy.deepcopy(self)
-        slot = baked._slot()
-        assert isinstance(slot.upsampler, IGConv)  # not instantiated yet, so still the dynamic module
-        slot.upsampler = slot.upsampler.instantiate(_check_scale(scale))
-        if isinstance(baked.skip, IGSample):
-            baked.skip = baked.skip.instantiate(scale)
+        baked = instantiate_upsamplers(self, scale)
+        assert isinstance(baked, IGConvSR)
         baked.fixed_scale = scale
         return baked

@@ -25,8 +25,6 @@ IGNORED_TOP_LEVEL: dict[str, str] = {
 # model_type names of BasicSR-derived repositories srkit does not register, with what to use instead: the
 # closest-name hint of the registry ("SRModel") would point the wrong way for these.
 FOREIGN_MODEL_TYPES: dict[str, str] = {
-    **dict.fromkeys(('MSRModel', 'SwinIRMSModel', 'MambaMSModel'),
-                    "IGConv's multi-scale training; srkit's is model_type MultiScaleModel (docs/IGCONV.md)"),
     **dict.fromkeys(('RealESRNetModel', 'RealESRGANModel'),
                     "Real-ESRGAN's, which degrades HR images on the fly; srkit has no such model yet"),
 }
@@ -34,6 +32,11 @@ FOREIGN_MODEL_TYPES: dict[str, str] = {
 # model_type names of BasicSR-derived repositories that are srkit models under another name.
 MODEL_TYPE_TRANSLATIONS: dict[str, tuple[str, str]] = {
     'IRModel': ('SRModel', "ETDS's IRModel trains as BasicSR's SRModel does"),
+    'MSRModel': ('MultiScaleModel', "IGConv's multi-scale model: one scale per batch, net(lq, scale)"),
+    'SwinIRMSModel': ('MultiScaleModel', "IGConv's MSRModel padding inputs to the window size, which srkit "
+                      "does for every network from its pad_multiple"),
+    'MambaMSModel': ('MultiScaleModel', "IGConv's MSRModel testing large images in chunks; srkit evaluates "
+                     'whole images unless val.tile_size is set'),
 }
 # ``train:`` keys such a model never reads (ETDS's ablation files give IRModel its ETDSModel's keys).
 IGNORED_TRAIN_KEYS: dict[str, tuple[str, ...]] = {
@@ -162,17 +165,22 @@ def drop_train_section(data: dict[str, Any], notices: list[str]) -> dict[str, An
 def datasets_scale(data: dict[str, Any], multi_scale: bool) -> int | None:
     """The top-level ``scale`` a file leaves out, from its datasets: each must give one (``scale``, or IGConv's
     ``ds_scale``); they must agree unless the model is multi-scale, where the first one is the default of
-    anything that needs a single scale. None where a dataset gives none (the parser then asks for ``scale``).
+    anything that needs a single scale, and a training set drawing ``random_scales`` gives none. None where a
+    dataset gives none (the parser then asks for ``scale``).
     """
     datasets = data.get('datasets')
     if not isinstance(datasets, dict) or not datasets:
         return None
     scales = []
     for entry in datasets.values():
+        if multi_scale and isinstance(entry, dict) and 'random_scales' in entry:
+            continue
         given = entry.get('scale', entry.get('ds_scale')) if isinstance(entry, dict) else None
         if not isinstance(given, int) or isinstance(given, bool):
             return None
         scales.append(given)
+    if not scales:
+        return None
     if len(set(scales)) > 1 and not multi_scale:
         raise OptionError(f'Option "scale" is required: the datasets give scales {sorted(set(scales))} and model_type '
                           f'{data.get("model_type", "SRModel")} trains and tests one scale.', key='scale')

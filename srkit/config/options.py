@@ -244,6 +244,10 @@ class DatasetOptions:
     args: dict[str, Any]
     loader: LoaderOptions
 
+    def scale_or(self, default: int) -> int:
+        """The entry's own scale (``scale``, or IGConv's ``ds_scale``), else ``default`` (the run's)."""
+        return self.args.get('scale', self.args.get('ds_scale', default))
+
 
 @dataclass
 class Options:
@@ -299,8 +303,8 @@ def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<optio
         options = parse_dataclass(Options, data)
         options.is_train = is_train
         options.source = source
-        resolve_network(options)
         own_scale = getattr(model_cls, 'multi_scale', False)
+        resolve_network(options, own_scale)
         options.datasets = {key: _parse_dataset(key, value, options.scale, own_scale, notices)
                             for key, value in (options.datasets or {}).items()}
         _resolve_model_and_train(options, data.get('train'))
@@ -380,22 +384,23 @@ def _lookup(registry: Registry, name: str, path: str) -> Any:
         raise OptionError(f'Option "{path}": {exc}', key=path) from None
 
 
-def resolve_network(options: Options) -> None:
+def resolve_network(options: Options, multi_scale: bool = False) -> None:
     """Check network_g's arguments against its architecture and the scale against what its ArchSpec allows.
 
     The scale argument (whatever the architecture calls it: ArchSpec.scale_arg) comes from ``scale``;
-    ``srkit.archs.create`` fills it in when the network is built.
+    ``srkit.archs.create`` fills it in when the network is built. A multi-scale model's network takes the
+    scale per call: its constructor's own arguments (IGConv's files keep e.g. ``upscale: 4``) are left alone.
     """
     comp = options.network_g
     arch = _lookup(ARCH_REGISTRY, comp.type, 'network_g.type')
     spec = ARCH_REGISTRY.meta(comp.type)  # an ArchSpec, read through the registry (archs sit above config)
-    scale_arg = spec.scale_arg if spec is not None else None
+    scale_arg = spec.scale_arg if spec is not None and not multi_scale else None
     if scale_arg is not None and scale_arg in comp.args and comp.args[scale_arg] != options.scale:
         raise OptionError(f'Option "network_g.{scale_arg}" is {comp.args[scale_arg]} but "scale" is {options.scale}; '
                           'they must agree.', key=f'network_g.{scale_arg}')
     comp.args = check_call_arguments(arch, comp.args, 'network_g', provided=(scale_arg,) if scale_arg else (),
                                      what=f'architecture {comp.type}')
-    if spec is not None and not spec.supports_scale(options.scale):
+    if spec is not None and not multi_scale and not spec.supports_scale(options.scale):
         raise OptionError(f'Option "scale": architecture {comp.type} supports scales {list(spec.scales)}, '
                           f'not {options.scale}.', key='scale')
 

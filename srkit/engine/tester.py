@@ -43,7 +43,7 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
     val = options.val or ValOptions()
     for entry, dataset in zip(entries, datasets):
         check_metrics(val.metrics, dataset, entry.name,
-                      crop_border=entry.args.get('scale', options.scale) if model.multi_scale else None)
+                      crop_border=entry.scale_or(options.scale) if model.multi_scale else None)
     if dist.is_main:
         archived = archive_existing(root)
         prepare_folder(root)
@@ -73,7 +73,7 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
 def _score(model: Any, entry: DatasetOptions, dataset: Any, val: ValOptions, root: Path,
            dist: DistContext) -> EvalResult:
     """One test set through the model: per-image and mean metrics, SR images when asked."""
-    scale = entry.args.get('scale', model.options.scale)
+    scale = entry.scale_or(model.options.scale)
     save_dir = root / 'visualization' / entry.name if val.save_img and dist.is_main else None
     predict = functools.partial(model.predict, scale=scale, tile=val.tile_size, overlap=val.tile_overlap,
                                 ensemble=val.self_ensemble)

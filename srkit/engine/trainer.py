@@ -137,7 +137,7 @@ class Trainer:
                                        enlarge_ratio=entry.loader.dataset_enlarge_ratio,
                                        num_replicas=self.dist.world_size, rank=self.dist.rank)
         self.train_loader = build_dataloader(self.train_set, entry.loader, self.sampler, 'train', self.seed)
-        self.val_sets = [(e, build_dataset(e), e.args.get('scale', self.options.scale))
+        self.val_sets = [(e, build_dataset(e), e.scale_or(self.options.scale))
                          for e in self.options.datasets_of('val')]
         if self.options.val is not None:
             for val_entry, dataset, scale in self.val_sets:

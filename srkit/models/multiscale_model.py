@@ -2,9 +2,12 @@
 
 What differs from SRModel:
 
-- a training batch holds HR patches only (``HRPatchDataset``); each iteration draws one scale from
-  ``train.scales`` and makes the LR of the whole batch at that scale with the batched torch MATLAB
-  bicubic, rounded to 8 bits once as the benchmark LR are, then runs ``net(lq, scale)``;
+- each iteration draws one scale from ``train.scales`` and runs ``net(lq, scale)``. A batch of HR patches
+  only (``HRPatchDataset``) gets its LR made at that scale with the batched torch MATLAB bicubic, rounded
+  to 8 bits once as the benchmark LR are; a batch of IGConv's ``RandomScaleDownsampleImageDataset``
+  carries one (LR, HR) pair per scale and the iteration's pair is used (its ``random_scales`` are then the
+  training scales; ``train.scales``, if given too, must be the same);
+- a network that returns ``(image, skip)`` in training (IGConv+'s ``return_skip``) is scored on the image;
 - the scale of iteration ``i`` is a pure function of ``(manual_seed, i)``: every rank and every
   micro-batch of the step get the same one, and a resumed run repeats the sequence without saving any
   state (without ``manual_seed`` the sequence of seed 0 is used; the data order is then random anyway);
@@ -14,7 +17,7 @@ What differs from SRModel:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,14 +37,18 @@ __all__ = ['MultiScaleModel', 'MultiScaleTrainOptions', 'scale_for_iteration']
 _SCALE_STREAM = 2  # a tag distinct from the sampler's streams (0: permutation, 1: samples)
 
 
+DEFAULT_SCALES = [2, 3, 4]
+
+
 @dataclass
 class MultiScaleTrainOptions(TrainOptions):
-    scales: list[int] = field(default_factory=lambda: [2, 3, 4])
+    scales: list[int] | None = None  # None: the training dataset's random_scales, else DEFAULT_SCALES
 
     def check(self, path: str) -> None:
         super().check(path)
-        if not self.scales or any(s < 1 for s in self.scales) or len(set(self.scales)) != len(self.scales):
-            raise OptionError(f'Option "{path}.scales" must list distinct positive integers, got {self.scales}.')
+        scales = self.scales
+        if scales is not None and (not scales or any(s < 1 for s in scales) or len(set(scales)) != len(scales)):
+            raise OptionError(f'Option "{path}.scales" must list distinct positive integers, got {scales}.')
 
 
 def scale_for_iteration(scales: list[int], seed: int, iteration: int) -> int:
@@ -73,8 +80,22 @@ class MultiScaleModel(SRModel):
 
     def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
         super().__init__(options, device, dist)
+        self.scales = self._training_scales() if self.train_opt is not None else DEFAULT_SCALES
         if self.train_opt is not None:
-            self._check_patch_sizes(self.train_options.scales)
+            self._check_patch_sizes(self.scales)
+
+    def _training_scales(self) -> list[int]:
+        """``train.scales``, or the training dataset's ``random_scales``; both given, they must agree."""
+        given = self.train_options.scales
+        for entry in self.options.datasets_of('train'):
+            from_data = entry.args.get('random_scales')
+            if from_data is None:
+                continue
+            if given is not None and list(given) != list(from_data):
+                raise OptionError(f'Options "train.scales" {given} and "datasets.{entry.key}.random_scales" '
+                                  f'{from_data} disagree; give the scales once.', key='train.scales')
+            return list(from_data)
+        return list(given) if given is not None else DEFAULT_SCALES
 
     @property
     def train_options(self) -> MultiScaleTrainOptions:
@@ -93,12 +114,19 @@ class MultiScaleModel(SRModel):
                                   f'scale in train.scales {scales} (of {multiple}).')
 
     def scale_at(self, iteration: int) -> int:
-        return scale_for_iteration(self.train_options.scales, self.options.manual_seed or 0, iteration)
+        return scale_for_iteration(self.scales, self.options.manual_seed or 0, iteration)
 
     def compute_losses(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
-        """The loss at this iteration's scale, on LR made from the HR batch."""
-        gt, scale = batch['gt'], self.scale_at(iteration)
-        output = self.train_net(bicubic_downscale(gt, scale), scale)
+        """The loss at this iteration's scale: on the batch's pair for that scale, or on LR made from its HR."""
+        scale = self.scale_at(iteration)
+        if f'lq_x{scale}' in batch:
+            lq, gt = batch[f'lq_x{scale}'], batch[f'gt_x{scale}']
+        else:
+            gt = batch['gt']
+            lq = bicubic_downscale(gt, scale)
+        output = self.train_net(lq, scale)
+        if isinstance(output, (tuple, list)):  # (image, skip) of IGConv+ with return_skip
+            output = output[0]
         return {label: loss(output, gt) for label, loss in self.losses}
 
     # ---- inference --------------------------------------------------------------------------------------

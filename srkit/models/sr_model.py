@@ -46,9 +46,11 @@ def to_channels_last(net: nn.Module) -> None:
 
 
 def build_network(options: Options) -> nn.Module:
-    """network_g of checked options, built by the one factory for the run's scale."""
+    """network_g of checked options, built by the one factory for the run's scale; for a multi-scale model
+    without one (the network takes the scale per call, and the constructor keeps its own arguments)."""
     comp = options.network_g
-    return create(comp.type, options.scale, **comp.args)
+    multi_scale = getattr(MODEL_REGISTRY.get(options.model_type), 'multi_scale', False)
+    return create(comp.type, None if multi_scale else options.scale, **comp.args)
 
 
 @MODEL_REGISTRY.register()
@@ -64,6 +66,11 @@ class SRModel:
         self.dist = dist
         self.spec = arch_spec(options.network_g.type)
         self.net_g = build_network(options).to(device)
+        takes_scale = getattr(self.net_g, 'scale_in_forward', self.spec.scale_in_forward)
+        if takes_scale and not self.multi_scale:
+            raise OptionError(f'Network {options.network_g.type} as configured takes the scale per call (a multi-scale '
+                              f'network); use model_type MultiScaleModel, not {options.model_type}.',
+                              key='model_type')
         path = options.path
         if path.pretrain_network_g:
             load_pretrained(self.net_g, path.pretrain_network_g, param_key=path.param_key_g,

@@ -35,7 +35,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 __all__ = ['count_macs', 'count_params', 'count_activations', 'peak_memory_bytes', 'measure_latency',
            'measure_cuda_peak_memory']
@@ -43,6 +43,31 @@ __all__ = ['count_macs', 'count_params', 'count_activations', 'peak_memory_bytes
 T = TypeVar('T')
 # Ops whose outputs are "activations": convolutions, and linear layers (1x1 convolutions over tokens).
 _ACTIVATION_OPS = {torch.ops.aten.convolution.default, torch.ops.aten.addmm.default, torch.ops.aten.mm.default}
+
+
+def _cpu_sdpa_flops(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+# FlopCounterMode knows the CUDA attention kernels only: on CPU, F.scaled_dot_product_attention (with or without
+# attn_mask) runs aten._scaled_dot_product_flash_attention_for_cpu, which it would count as zero.
+_EXTRA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+
+
+@contextlib.contextmanager
+def _frozen(net: nn.Module) -> Any:
+    """Parameters without requires_grad for the counted forward: FlopCounterMode's module tracker registers
+    grad hooks on every module input that requires grad, and a view of a parameter taken under no_grad
+    (``self.td.expand(...)``, passed to a submodule) requires grad but has no grad_fn, so it raises
+    AssertionError('Expected gradient function to be set')."""
+    flags = [(p, p.requires_grad) for p in net.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def count_params(net: nn.Module) -> int:
@@ -59,7 +84,7 @@ def _forward_macs(net: nn.Module, shape: tuple[int, ...], device: torch.device |
 
     handles = [m.register_forward_hook(count_norm) for m in net.modules() if isinstance(m, _BatchNorm)]
     try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
+        with _frozen(net), FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOPS) as counter, torch.no_grad():
             net(torch.zeros(shape, device=device))
     finally:
         for handle in handles:
