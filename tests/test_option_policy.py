@@ -83,8 +83,10 @@ def test_the_model_and_network_types_are_the_first_errors(tmp_path: Path) -> Non
     data = {**tiny_data(tmp_path), 'gt_usm': True, 'l1_gt_usm': True}  # Real-ESRGAN keys of its own model
     with pytest.raises(OptionError, match='no model called "RealESRGANModel" .*no such model yet'):
         parse({**data, 'model_type': 'RealESRGANModel'})
-    with pytest.raises(OptionError, match='no model called "MSRModel" .*model_type MultiScaleModel'):
-        parse({**data, 'model_type': 'MSRModel'})  # not "did you mean SRModel", which trains one scale
+    for igconv_model in ('MSRModel', 'SwinIRMSModel', 'MambaMSModel'):  # IGConv's: srkit's MultiScaleModel
+        options = parse({**tiny_data(tmp_path), 'model_type': igconv_model})
+        assert options.model_type == 'MultiScaleModel'
+        assert any(f'"model_type" {igconv_model} is read as MultiScaleModel' in n for n in options.notices)
     network = {'type': 'SwinIRIGPlus', 'embed_dim': 60}
     with pytest.raises(OptionError, match='No architecture called "SwinIRIGPlus"') as caught:
         parse({**data, 'network_g': network})

@@ -17,6 +17,8 @@ from srkit.archs.spec import ArchSpec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
 
 EDSR_IG_SPEC = ArchSpec(scales=(), scale_arg=None, scale_in_forward=True)
+# IGSample moves each output pixel's sampling point by an input-dependent offset: not bounded, so not tileable
+EDSR_IG_PLUS_SPEC = ArchSpec(scales=(), scale_arg=None, scale_in_forward=True, tiling_exact=False)
 
 
 class _EDSREncoder(nn.Module):
@@ -51,13 +53,14 @@ class EDSRIG(_EDSREncoder):
                  rgb_mean: tuple[float, float, float] | list[float] = DIV2K_RGB_MEAN, sk_kernel_size: int = 3,
                  implicit_dim: int = 256, latent_layers: int = 4, geo_ensemble: bool = False) -> None:
         super().__init__(num_in_ch, num_feat, num_block, res_scale, img_range, rgb_mean)
+        require_positive(sk_kernel_size=sk_kernel_size, implicit_dim=implicit_dim, latent_layers=latent_layers)
         self.upsample: nn.Module = IGConv(num_feat, sk_kernel_size, implicit_dim, latent_layers, geo_ensemble)
 
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         return self.upsample(self.features(x), scale) / self.img_range + self.mean
 
 
-@ARCH_REGISTRY.register(meta=EDSR_IG_SPEC)
+@ARCH_REGISTRY.register(meta=EDSR_IG_PLUS_SPEC)
 class EDSRIGPlus(_EDSREncoder):
     """EDSR-IGConv+: the geometric ensemble and the IGSample skip. In training with ``return_skip`` the
     forward returns ``(image, skip)`` as the official one does (for IGConv's DualStreamLoss)."""
@@ -68,6 +71,7 @@ class EDSRIGPlus(_EDSREncoder):
                  implicit_dim: int = 256, latent_layers: int = 4, geo_ensemble: bool = True,
                  return_skip: bool = True) -> None:
         super().__init__(num_in_ch, num_feat, num_block, res_scale, img_range, rgb_mean)
+        require_positive(sk_kernel_size=sk_kernel_size, implicit_dim=implicit_dim, latent_layers=latent_layers)
         self.upsample: nn.Module = IGConv(num_feat, sk_kernel_size, implicit_dim, latent_layers, geo_ensemble)
         self.skip: nn.Module = IGSample(num_feat, 3, implicit_dim // 2, latent_layers // 2, geo_ensemble)
         self.return_skip = return_skip
