@@ -5,6 +5,8 @@ Nothing here names an architecture: registering one (with its ArchSpec) is what 
 """
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 import io
 import logging
@@ -46,13 +48,37 @@ EVERY_SCALE = [pytest.param(name, scale, id=f'{name}-x{scale}') for name in NAME
 FIRST_SCALE = [pytest.param(name, scales_of(name)[0], id=f'{name}-x{scales_of(name)[0]}') for name in NAMES]
 
 
-def build(name: str, scale: int, seed: int = 0) -> nn.Module:
-    """The network as the factory builds it, in eval mode, with weights drawn from ``seed``."""
+@functools.lru_cache(maxsize=3)
+def _built(name: str, scale: int | None, seed: int) -> nn.Module:
     spec = spec_of(name)
     torch.manual_seed(seed)
-    if spec.scale_in_forward:
+    if scale is None:
         return create(name, **spec.example_args).eval()
     return create(name, scale, **spec.example_args).eval()
+
+
+def build(name: str, scale: int, seed: int = 0) -> nn.Module:
+    """The network as the factory builds it, in eval mode, with weights drawn from ``seed``.
+
+    Building a 20-40M-parameter network costs seconds of weight initialisation, and the tests build the same
+    one several times (a network taking the scale per call is the same at every scale), so a few recent
+    builds are kept and each caller gets its own copy.
+    """
+    return copy.deepcopy(_built(name, None if spec_of(name).scale_in_forward else scale, seed))
+
+
+def other_weights(net: nn.Module, name: str, scale: int) -> nn.Module:
+    """A network of the same architecture whose weights differ from ``net``'s everywhere, for a state-dict
+    round trip: a fresh build from another seed, or for a big network a copy with every floating-point
+    tensor of its state dict shifted (the same test at a fraction of the cost)."""
+    if count_params(net) <= BIG_PARAMS:
+        return build(name, scale, seed=SEEDS)
+    fresh = copy.deepcopy(net)
+    with torch.no_grad():
+        for tensor in fresh.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(1.0)
+    return fresh
 
 
 def runner(net: nn.Module, spec: ArchSpec, scale: int) -> Runner:
@@ -130,7 +156,7 @@ def test_builds_runs_and_keeps_its_claims(name, scale):
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)
     buffer.seek(0)
-    fresh = build(name, scale, seed=SEEDS)  # other weights, until the state dict replaces them
+    fresh = other_weights(net, name, scale)  # other weights, until the state dict replaces them
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     assert torch.equal(runner(fresh, spec, scale)(x), out), 'a state-dict round trip changed the output'
 

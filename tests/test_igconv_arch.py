@@ -217,3 +217,24 @@ def test_skip_replaces_mean_is_the_official_sum_less_the_hosts_mean():
     assert torch.allclose(variant(x, 2), official(x, 2) - official.encoder.mean, atol=1e-6)
     with pytest.raises(OptionError, match='igconv_plus only'):
         create('IGConvSR', encoder={'type': 'EDSR_tiny'}, upsampler='igconv', skip_replaces_mean=True)
+
+
+def test_a_kept_kernel_follows_every_change_of_the_weights():
+    """Without gradients the generated kernel is kept per scale; any in-place change, a loaded state dict or
+    another scale makes a new one, and with gradients it is always generated afresh (so it trains)."""
+    torch.manual_seed(0)
+    ig = _perturbed(IGConv(4, 3, geo_ensemble=True, **SMALL))
+    x = torch.randn(1, 4, 5, 6)
+    with torch.no_grad():
+        first = ig(x, 2)
+        assert torch.equal(ig(x, 2), first) and ig.kernel(2) is ig.kernel(2)
+        assert ig(x, 3).shape == (1, 3, 15, 18)
+        ig.freq.mul_(1.5)
+        moved = ig(x, 2)
+        assert not torch.allclose(moved, first)
+        state = {k: v.clone() for k, v in ig.state_dict().items()}
+        state['amplitude'] += 0.1
+        ig.load_state_dict(state)
+        assert not torch.allclose(ig(x, 2), moved)
+    ig(x, 2).sum().backward()
+    assert ig.freq.grad is not None and ig.freq.grad.abs().sum() > 0

@@ -100,8 +100,20 @@ class _ImplicitKernel(nn.Module):
             layers += [nn.Conv2d(implicit_dim, implicit_dim, 1, groups=groups), nn.ReLU()]
         layers.append(nn.Conv2d(implicit_dim, out_channels, 1, groups=groups, bias=last_bias))
         self.query_kernel = nn.Sequential(*layers)
+        self._cached: tuple[tuple[Any, ...], torch.Tensor] | None = None
 
     def kernel(self, scale: int) -> torch.Tensor:
+        """The generated kernel for ``scale``. Where no gradient can flow to it (evaluation), the last one is
+        kept until the scale or a parameter changes (an optimiser step, a loaded state dict, an EMA update all
+        bump the version or move the storage): validation then pays for the generation once per scale."""
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return self._generate(scale)
+        key = (scale, *((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters()))
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, self._generate(scale))
+        return self._cached[1]
+
+    def _generate(self, scale: int) -> torch.Tensor:
         s = _check_scale(scale)
         freq = self.freq
         half = freq.shape[1] // 2
