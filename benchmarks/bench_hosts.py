@@ -9,6 +9,11 @@ before the step), which counts the allocator's whole footprint. Latency: median 
 after one warm-up. Ratios are against IMDN measured in the same run.
 
     python benchmarks/bench_hosts.py --threads 1 --repeats 3 [--batch 2] [--device cuda] [--only HAT_S IMDN]
+    python benchmarks/bench_hosts.py --attention --threads 1   # window attention: explicit vs SDPA
+
+``--attention`` times the window attention these networks run, written out (q k^T * scale + bias, softmax,
+times v) against ``F.scaled_dot_product_attention`` with the bias as its mask, interleaved in one process,
+for the window shapes of SwinIR-S / SRFormer-light (8x8 and 16x16 windows, 60 channels) and HAT (16x16, 180).
 """
 from __future__ import annotations
 
@@ -80,6 +85,41 @@ def _measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return {'name': name, 'params': params, 'ms': 1000 * statistics.median(times), 'peak_mib': (peak - before) / 2**20}
 
 
+ATTENTION_SHAPES = {  # label -> (windows of a 64x64 image, heads, tokens per window, head dim)
+    '8x8 windows, 6 heads x 10 (SwinIR-S)': (64, 6, 64, 10),
+    '16x16, 6 x 10 (SRFormer-light)': (16, 6, 256, 10),
+    '16x16, 6 x 30 (HAT)': (16, 6, 256, 30),
+}
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5 + bias, -1) @ v
+
+
+def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+def _attention_ratios(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    print(f'| window shape | explicit ms | SDPA ms | speed-up | max difference |  ({args.threads} thread(s), load '
+          f'{os.getloadavg()[0]:.2f})')
+    print('|---|---|---|---|---|')
+    for label, (windows, heads, tokens, dim) in ATTENTION_SHAPES.items():
+        generator = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(windows, heads, tokens, dim, generator=generator) for _ in range(3))
+        bias = torch.randn(1, heads, tokens, tokens, generator=generator)
+        times: dict[str, list[float]] = {'explicit': [], 'fused': []}
+        for _ in range(args.repeats + 1):
+            for key, run in (('explicit', explicit_attention), ('fused', fused_attention)):
+                start = time.perf_counter()
+                run(q, k, v, bias)
+                times[key].append(time.perf_counter() - start)
+        a, b = (1000 * statistics.median(times[key][1:]) for key in ('explicit', 'fused'))
+        difference = (explicit_attention(q, k, v, bias) - fused_attention(q, k, v, bias)).abs().max()
+        print(f'| {label} | {a:.1f} | {b:.1f} | {a / b:.2f}x | {difference:.1e} |')
+
+
 def _child(name: str, args: argparse.Namespace, queue: Any) -> None:
     queue.put(_measure(name, args))
 
@@ -92,7 +132,11 @@ def main() -> None:
     parser.add_argument('--size', type=int, default=64, help='LR side of the latency input')
     parser.add_argument('--batch', type=int, default=2, help='training batch of 48x48 LR patches')
     parser.add_argument('--only', nargs='+', default=NETWORKS)
+    parser.add_argument('--attention', action='store_true', help='time the window attention only')
     args = parser.parse_args()
+    if args.attention:
+        _attention_ratios(args)
+        return
     names = ['IMDN'] + [n for n in args.only if n != 'IMDN']
     context = mp.get_context('spawn')
     rows = []
