@@ -238,3 +238,13 @@ def test_a_kept_kernel_follows_every_change_of_the_weights():
         assert not torch.allclose(ig(x, 2), moved)
     ig(x, 2).sum().backward()
     assert ig.freq.grad is not None and ig.freq.grad.abs().sum() > 0
+
+
+def test_a_scale_above_max_s_is_extrapolated_with_one_warning(caplog):
+    ig = IGConv(4, 3, max_s=4, **SMALL)
+    x = torch.randn(1, 4, 3, 3)
+    with caplog.at_level('WARNING', logger='srkit'):
+        assert ig(x, 4).shape == (1, 3, 12, 12) and not caplog.records
+        assert ig(x, 6).shape == (1, 3, 18, 18)
+        ig(x, 6)
+    assert len(caplog.records) == 1 and 'x6 is above max_s 4' in caplog.text and 'extrapolated' in caplog.text

@@ -27,6 +27,7 @@ img_range included) still runs around the new tail. See docs/IGCONV.md.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from typing import Any, Literal
 
@@ -36,6 +37,8 @@ from torch.nn import functional as F
 
 from srkit.archs.spec import ArchSpec, arch_spec, require_positive
 from srkit.core.registry import ARCH_REGISTRY
+
+logger = logging.getLogger('srkit')
 
 __all__ = ['BakedIGSample', 'IGConv', 'IGConvSR', 'IGSample', 'SubPixelConv', 'geometric_ensemble',
            'implicit_grid_sample', 'instantiate_upsamplers', 'subpixel_tail']
@@ -101,6 +104,7 @@ class _ImplicitKernel(nn.Module):
         layers.append(nn.Conv2d(implicit_dim, out_channels, 1, groups=groups, bias=last_bias))
         self.query_kernel = nn.Sequential(*layers)
         self._cached: tuple[tuple[Any, ...], torch.Tensor] | None = None
+        self._warned: set[int] = set()  # scales above max_s already reported
 
     def kernel(self, scale: int) -> torch.Tensor:
         """The generated kernel for ``scale``. Where no gradient can flow to it (evaluation), the last one is
@@ -115,6 +119,11 @@ class _ImplicitKernel(nn.Module):
 
     def _generate(self, scale: int) -> torch.Tensor:
         s = _check_scale(scale)
+        if s > self.max_s and s not in self._warned:
+            self._warned.add(s)
+            logger.warning('IGConv: x%d is above max_s %d, the largest scale its phase input distinguishes: the '
+                           'kernel is extrapolated (scales above max_s share the phase of x%d), not one it was '
+                           'trained for.', s, self.max_s, self.max_s)
         freq = self.freq
         half = freq.shape[1] // 2
         x, y = _grid_centres(s, freq.device, freq.dtype)
