@@ -158,7 +158,10 @@ def test_builds_runs_and_keeps_its_claims(name, scale):
     buffer.seek(0)
     fresh = other_weights(net, name, scale)  # other weights, until the state dict replaces them
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
-    assert torch.equal(runner(fresh, spec, scale)(x), out), 'a state-dict round trip changed the output'
+    if count_params(net) <= BIG_PARAMS:
+        assert torch.equal(runner(fresh, spec, scale)(x), out), 'a state-dict round trip changed the output'
+    else:  # a copy of net with every saved tensor restored: equal tensors are the same function
+        assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), net.state_dict().values()))
 
     if spec.channels_last_safe:
         to_channels_last(fresh)
