@@ -34,6 +34,10 @@ SEEDS = 5  # a random network ending in ReLUs can output a constant: then the ne
 NAMES = ARCH_REGISTRY.names()
 
 
+def count_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
 def spec_of(name: str) -> ArchSpec:
     """The registered spec; a default one where none is declared (test_declares_a_consistent_spec reports that)."""
     spec = ARCH_REGISTRY.meta(name)
@@ -44,7 +48,28 @@ def scales_of(name: str) -> tuple[int, ...]:
     return spec_of(name).scales or ANY_SCALES
 
 
-EVERY_SCALE = [pytest.param(name, scale, id=f'{name}-x{scale}') for name in NAMES for scale in scales_of(name)]
+def _big_per_call_network(name: str) -> bool:
+    """A network taking the scale per call (the same network at every scale) with over BIG_PARAMS parameters,
+    counted on the meta device (no weights are drawn)."""
+    spec = spec_of(name)
+    if not spec.scale_in_forward:
+        return False
+    try:
+        with torch.device('meta'):
+            return count_params(create(name, **spec.example_args)) > BIG_PARAMS
+    except Exception:  # a constructor that needs real values: swept at every scale
+        return False
+
+
+def sweep_scales(name: str) -> tuple[int, ...]:
+    """Every scale the spec allows; for a big network that takes the scale per call, the first one only:
+    it is one network whatever the scale (its golden tests run it at x2, x3 and x4 against its authors'
+    code), and each of its sweeps costs seconds."""
+    scales = scales_of(name)
+    return scales[:1] if _big_per_call_network(name) else scales
+
+
+EVERY_SCALE = [pytest.param(name, scale, id=f'{name}-x{scale}') for name in NAMES for scale in sweep_scales(name)]
 FIRST_SCALE = [pytest.param(name, scales_of(name)[0], id=f'{name}-x{scales_of(name)[0]}') for name in NAMES]
 
 
@@ -90,10 +115,6 @@ def runner(net: nn.Module, spec: ArchSpec, scale: int) -> Runner:
         return out[0] if isinstance(out, (tuple, list)) else out
 
     return run
-
-
-def count_params(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 def out_scale(spec: ArchSpec, scale: int) -> int:
