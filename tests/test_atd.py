@@ -232,11 +232,11 @@ def test_the_relative_bias_is_cached_until_the_table_changes() -> None:
     attn = WindowAttention(8, 4, 2)
     rpi = relative_position_index(4)
     with torch.no_grad():
-        first = attn.position_bias(rpi)
-        assert attn.position_bias(rpi) is first
+        first = attn.attention_bias(rpi)
+        assert attn.attention_bias(rpi) is first
         attn.load_state_dict({**attn.state_dict(), 'relative_position_bias_table': torch.ones(49, 2)})
-        assert torch.equal(attn.position_bias(rpi), torch.ones(2, 16, 16))
-    attn.position_bias(rpi).sum().backward()  # with autograd: gathered anew, so the gradient reaches the table
+        assert torch.equal(attn.attention_bias(rpi), torch.ones(2, 16, 16))
+    attn.attention_bias(rpi).sum().backward()  # with autograd: gathered anew, so the gradient reaches the table
     assert attn.relative_position_bias_table.grad is not None
 
 

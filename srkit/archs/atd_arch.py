@@ -53,6 +53,7 @@ from srkit.archs.spec import ArchSpec, require_positive
 from srkit.archs.window_ops import (
     IG_UPSAMPLERS,
     MASK_CACHE_SIZE,
+    BiasTable,
     PatchEmbed,
     ShiftMaskCache,
     add_skip,
@@ -151,7 +152,7 @@ class ConvFFN(nn.Module):
         return self.fc2(x + self.dwconv(x, x_size))
 
 
-class WindowAttention(nn.Module):
+class WindowAttention(BiasTable):
     """Multi-head self-attention inside each window, with a learnt relative-position bias (queries, keys and
     values come from the layer's shared ``wqkv``).
 
@@ -163,32 +164,16 @@ class WindowAttention(nn.Module):
         super().__init__()
         self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
         self.scale = (dim // num_heads) ** -0.5
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self._init_table((2 * window_size - 1) ** 2, num_heads, draw=False)
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self._bias_key: tuple[object, ...] | None = None
-        self._bias: Tensor | None = None
-
-    def position_bias(self, rpi: Tensor) -> Tensor:
-        """(heads, n, n): the table read at the relative position index."""
-        table = self.relative_position_bias_table
-        if torch.is_grad_enabled() and table.requires_grad:
-            return self._gather(table, rpi)
-        key = (table.data_ptr(), table._version, rpi.data_ptr(), rpi._version, table.device, table.dtype)
-        if self._bias is None or key != self._bias_key:
-            self._bias, self._bias_key = self._gather(table, rpi), key
-        return self._bias
-
-    @staticmethod
-    def _gather(table: Tensor, index: Tensor) -> Tensor:
-        return table[index.reshape(-1)].view(*index.shape, -1).permute(2, 0, 1).contiguous()
 
     def forward(self, qkv: Tensor, rpi: Tensor, mask: Tensor | None = None) -> Tensor:
         """qkv: (b * windows, n, 3c); mask: (windows, n, n) for shifted windows, None otherwise."""
         b_, n, c3 = qkv.shape
         heads, c = self.num_heads, c3 // 3
         q, k, v = qkv.view(b_, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (b_, heads, n, d)
-        bias = self.position_bias(rpi)
+        bias = self.attention_bias(rpi)
         if mask is not None:  # windows as a batch axis of their own, so that one mask serves every image
             windows = mask.shape[0]
             bias = bias.unsqueeze(0) + mask.unsqueeze(1)

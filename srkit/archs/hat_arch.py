@@ -41,6 +41,7 @@ from srkit.archs.spec import ArchSpec, require_positive
 from srkit.archs.window_ops import (
     IG_UPSAMPLERS,
     MASK_CACHE_SIZE,
+    BiasTable,
     Mlp,
     PatchEmbed,
     ShiftMaskCache,
@@ -100,36 +101,7 @@ def _drop_path(x: Tensor, p: float, training: bool) -> Tensor:
     return x * keep / (1 - p)
 
 
-class _BiasTable(nn.Module):
-    """Holds ``relative_position_bias_table`` and turns it into the (heads, queries, keys) attention bias.
-
-    Without autograd the gathered bias is kept until the table or the index changes (their version
-    counters and storage), so inference gathers it once; with autograd it is gathered every call.
-    """
-
-    relative_position_bias_table: nn.Parameter
-
-    def _init_table(self, entries: int, num_heads: int) -> None:
-        self.relative_position_bias_table = nn.Parameter(torch.empty(entries, num_heads))
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self._bias_key: tuple[object, ...] | None = None
-        self._bias: Tensor | None = None
-
-    def attention_bias(self, index: Tensor) -> Tensor:
-        table = self.relative_position_bias_table
-        if torch.is_grad_enabled() and table.requires_grad:
-            return self._gather(table, index)
-        key = (table.data_ptr(), table._version, index.data_ptr(), index._version, table.device, table.dtype)
-        if self._bias is None or key != self._bias_key:
-            self._bias, self._bias_key = self._gather(table, index), key
-        return self._bias
-
-    @staticmethod
-    def _gather(table: Tensor, index: Tensor) -> Tensor:
-        return table[index.reshape(-1)].view(*index.shape, -1).permute(2, 0, 1).contiguous()
-
-
-class WindowAttention(_BiasTable):
+class WindowAttention(BiasTable):
     """Multi-head self-attention inside each window, with a learnt relative-position bias."""
 
     def __init__(self, dim: int, window_size: int, num_heads: int, qkv_bias: bool = True,
@@ -196,7 +168,7 @@ class HAB(nn.Module):
         return x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
-class OCAB(_BiasTable):
+class OCAB(BiasTable):
     """Overlapping cross-attention block: queries from each window, keys and values from the window
     enlarged by ``overlap_ratio`` (zero-padded at the image border), then the MLP."""
 

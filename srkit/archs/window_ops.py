@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ['IG_UPSAMPLERS', 'MASK_CACHE_SIZE', 'MASKED', 'Mlp', 'PatchEmbed', 'ShiftMaskCache', 'add_skip',
+__all__ = ['BiasTable', 'IG_UPSAMPLERS', 'MASK_CACHE_SIZE', 'MASKED', 'Mlp', 'PatchEmbed', 'ShiftMaskCache', 'add_skip',
            'crop_to_scale', 'init_weights', 'pad_to_window', 'relative_position_index', 'resi_conv',
            'shifted_window_mask', 'to_image', 'to_tokens', 'trunc_normal_', 'window_coords', 'window_partition',
            'window_reverse']
@@ -185,3 +185,35 @@ def add_skip(out: Tensor, skip: Tensor, training: bool, return_skip: bool) -> Te
     skip)`` as the IGConv authors' networks return it."""
     out = out + skip
     return (out, skip) if training and return_skip else out
+
+
+class BiasTable(nn.Module):
+    """Holds ``relative_position_bias_table`` and turns it into the (heads, queries, keys) attention bias.
+
+    Without autograd the gathered bias is kept until the table or the index changes (their version
+    counters and storage), so inference gathers it once; with autograd it is gathered every call.
+    """
+
+    relative_position_bias_table: nn.Parameter
+
+    def _init_table(self, entries: int, num_heads: int, draw: bool = True) -> None:
+        """Register the table; ``draw`` False leaves its truncated-normal draw to the caller, for an authors'
+        order of random draws (ATD creates its projection between the two)."""
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(entries, num_heads))
+        if draw:
+            nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._bias_key: tuple[object, ...] | None = None
+        self._bias: Tensor | None = None
+
+    def attention_bias(self, index: Tensor) -> Tensor:
+        table = self.relative_position_bias_table
+        if torch.is_grad_enabled() and table.requires_grad:
+            return self._gather(table, index)
+        key = (table.data_ptr(), table._version, index.data_ptr(), index._version, table.device, table.dtype)
+        if self._bias is None or key != self._bias_key:
+            self._bias, self._bias_key = self._gather(table, index), key
+        return self._bias
+
+    @staticmethod
+    def _gather(table: Tensor, index: Tensor) -> Tensor:
+        return table[index.reshape(-1)].view(*index.shape, -1).permute(2, 0, 1).contiguous()
