@@ -11,6 +11,7 @@ import torch
 from srkit.archs import create
 from srkit.archs.edsr_ig_arch import EDSRIG, EDSRIGPlus
 from srkit.archs.igconv_arch import IGConv, IGSample, SubPixelConv, instantiate_upsamplers
+from srkit.core.errors import OptionError
 
 GOLDEN = Path(__file__).resolve().parent / 'fixtures' / 'igconv' / 'official_golden.pt'
 TOLERANCE = 1e-5
@@ -102,3 +103,14 @@ def test_the_paper_size_has_the_official_layout() -> None:
     assert shapes['skip.convs.query_kernel.4.weight'] == (12, 128, 1, 1)
     encoder = sum(v.numel() for k, v in net.state_dict().items() if not k.startswith(('upsample.', 'skip.')))
     assert encoder == 256 * 3 * 9 + 256 + 32 * 2 * (256 * 256 * 9 + 256) + 256 * 256 * 9 + 256
+
+
+def test_srmodel_refuses_a_network_that_takes_the_scale_per_call(tmp_path) -> None:
+    from training_helpers import tiny_options
+
+    from srkit.models.sr_model import SRModel
+
+    options = tiny_options(tmp_path, ['network_g={type: EDSRIG, num_feat: 8, num_block: 1, implicit_dim: 16, '
+                                      'latent_layers: 2}'])
+    with pytest.raises(OptionError, match='use model_type MultiScaleModel'):
+        SRModel(options, torch.device('cpu'))
