@@ -30,13 +30,13 @@ from torch.utils.checkpoint import checkpoint
 from srkit.archs.edsr_arch import DIV2K_RGB_MEAN, Upsample
 from srkit.archs.eimn_arch import DropPath
 from srkit.archs.igconv_arch import IGConv, IGSample
-from srkit.archs.mma_arch import ChannelAttention
+from srkit.archs.mma_arch import CAB, ChannelAttention
 from srkit.archs.spec import ArchSpec, require_positive
 from srkit.archs.window_ops import IG_UPSAMPLERS, add_skip, resi_conv
 from srkit.core.registry import ARCH_REGISTRY
 from srkit.ops.selective_scan import selective_scan
 
-__all__ = ['CAB', 'SS2D', 'VSSBlock', 'ResidualGroup', 'MambaIR', 'MambaIR_light', 'MambaIR_IGConv',
+__all__ = ['LightCAB', 'SS2D', 'VSSBlock', 'ResidualGroup', 'MambaIR', 'MambaIR_light', 'MambaIR_IGConv',
            'MambaIR_IGConvPlus', 'MambaIR_light_IGConv', 'MambaIR_light_IGConvPlus']
 
 Upsampler = Literal['pixelshuffle', 'pixelshuffledirect', 'igconv', 'igconv+igsample', '']
@@ -58,28 +58,19 @@ def _ig_spec(params: int) -> ArchSpec:
                     params={s: params for s in (2, 3, 4)})
 
 
-class CAB(nn.Module):
-    """Channel-attention block. Classic SR: conv3x3 (C -> C/3), GELU, conv3x3 back, channel attention.
-    Lightweight SR (``is_light_sr``, the pixelshuffledirect models): pointwise + depthwise convs and a
-    dilated depthwise conv, for a larger receptive field at fewer parameters."""
+class LightCAB(CAB):
+    """The lightweight models' channel-attention block (``is_light_sr``, the pixelshuffledirect models):
+    pointwise + depthwise convs and a dilated depthwise conv, for a larger receptive field at fewer parameters.
+    The classic models use MMA's CAB (conv3x3 C -> C/3, GELU, conv3x3 back, channel attention): the same
+    module under the same names."""
 
-    def __init__(self, num_feat: int, is_light_sr: bool = False, compress_ratio: int = 3,
-                 squeeze_factor: int = SQUEEZE) -> None:
-        super().__init__()
-        if is_light_sr:
-            hidden = num_feat // 2
-            self.cab = nn.Sequential(
-                nn.Conv2d(num_feat, hidden, 1), nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden), nn.GELU(),
-                nn.Conv2d(hidden, num_feat, 1), nn.Conv2d(num_feat, num_feat, 3, 1, 2, dilation=2, groups=num_feat),
-                ChannelAttention(num_feat, squeeze_factor))
-        else:
-            hidden = num_feat // compress_ratio
-            self.cab = nn.Sequential(
-                nn.Conv2d(num_feat, hidden, 3, 1, 1), nn.GELU(), nn.Conv2d(hidden, num_feat, 3, 1, 1),
-                ChannelAttention(num_feat, squeeze_factor))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.cab(x)
+    def __init__(self, num_feat: int, squeeze_factor: int = SQUEEZE) -> None:
+        nn.Module.__init__(self)
+        hidden = num_feat // 2
+        self.cab = nn.Sequential(
+            nn.Conv2d(num_feat, hidden, 1), nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden), nn.GELU(),
+            nn.Conv2d(hidden, num_feat, 1), nn.Conv2d(num_feat, num_feat, 3, 1, 2, dilation=2, groups=num_feat),
+            ChannelAttention(num_feat, squeeze_factor))
 
 
 def _inverse_softplus_dt(size: int, dt_min: float, dt_max: float, floor: float) -> Tensor:
@@ -159,7 +150,7 @@ class VSSBlock(nn.Module):
         self.self_attention = SS2D(hidden_dim, d_state, expand=expand)
         self.drop_path = DropPath(drop_path)
         self.skip_scale = nn.Parameter(torch.ones(hidden_dim))
-        self.conv_blk = CAB(hidden_dim, is_light_sr)
+        self.conv_blk = LightCAB(hidden_dim) if is_light_sr else CAB(hidden_dim, 3, SQUEEZE)
         self.ln_2 = nn.LayerNorm(hidden_dim)
         self.skip_scale2 = nn.Parameter(torch.ones(hidden_dim))
 
