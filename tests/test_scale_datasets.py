@@ -87,12 +87,17 @@ def hr_folder(tmp_path: Path) -> Path:
 
 
 def test_pil_downscale_is_pillows_bicubic_of_the_truncated_image() -> None:
+    """IGConv's resize_fn: BasicSR's float32 image (uint8 / 255), then torchvision's ToPILImage, which computes
+    ``pic.mul(255).byte()`` in torch (a truncation), then Pillow's bicubic. The torch steps are redone here as
+    torchvision runs them: they give back every 8-bit value, so srkit resizes the 8-bit image directly."""
     rng = np.random.default_rng(0)
     hr = rng.integers(0, 256, (24, 36, 3), dtype=np.uint8)
     lr = pil_bicubic_downscale(hr, (8, 12))
-    truncated = ((hr.astype(np.float32) / np.float32(255)) * np.float32(255)).astype(np.uint8)
-    assert (truncated <= hr).all()  # the float round trip never rounds up; where it falls short, the value drops by 1
-    pil = np.asarray(Image.fromarray(truncated).resize((12, 8), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    as_float = torch.from_numpy(hr.astype(np.float32) / 255.)  # BasicSR's imfrombytes(float32=True)
+    every_value = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal((every_value.float() / 255.).mul(255).byte(), every_value)
+    to_pil = as_float.mul(255).byte().numpy()
+    pil = np.asarray(Image.fromarray(to_pil).resize((12, 8), Image.Resampling.BICUBIC), dtype=np.float32) / 255
     assert lr.shape == (8, 12, 3) and lr.dtype == np.float32 and np.array_equal(lr, pil)
     matlab = bicubic_downscale(hr, 3).astype(np.float32) / 255
     assert 0 < np.abs(lr - matlab).mean() < 2 / 255  # the same kernel family, rounded differently

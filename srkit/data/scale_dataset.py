@@ -12,8 +12,8 @@ cropped, augmented and downscaled independently as the official dataset does for
 and the model takes the pair of the iteration's scale (``lq_x<s>``, ``gt_x<s>``).
 
 ``resize``: ``pil`` (default) is the official code's downscale: torchvision's ``ToPILImage`` (the float image
-times 255, truncated to uint8) and Pillow's antialiased bicubic, read back divided by 255. ``matlab`` is
-srkit's MATLAB-faithful bicubic of the benchmark LR (docs/DATASETS.md), one rounding.
+times 255, truncated to uint8: the 8-bit image again) and Pillow's antialiased bicubic, read back divided by
+255. ``matlab`` is srkit's MATLAB-faithful bicubic of the benchmark LR (docs/DATASETS.md), one rounding.
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ Resize = Literal['pil', 'matlab']
 
 
 def pil_bicubic_downscale(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 HWC ``hr`` -> float32 HWC in [0, 1] of ``size`` (h, w), as IGConv's ``resize_fn`` computes it."""
-    as_float = hr.astype(np.float32) / np.float32(255.0)  # BasicSR's imfrombytes(float32=True)
-    truncated = (as_float * np.float32(255.0)).astype(np.uint8)  # ToPILImage: mul(255).byte()
-    image = Image.fromarray(truncated).resize((size[1], size[0]), Image.Resampling.BICUBIC)
+    """uint8 HWC ``hr`` -> float32 HWC in [0, 1] of ``size`` (h, w), as IGConv's ``resize_fn`` computes it:
+    Pillow's antialiased bicubic on 8 bits. (Its way there, BasicSR's float image then torchvision's
+    ``mul(255).byte()``, returns every 8-bit value unchanged: tests/test_scale_datasets.py.)"""
+    image = Image.fromarray(hr).resize((size[1], size[0]), Image.Resampling.BICUBIC)
     return np.asarray(image, dtype=np.float32) / np.float32(255.0)
 
 
