@@ -19,6 +19,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
     packages=find_packages(include=['srkit', 'srkit.*']),
+    package_data={'srkit.metrics': ['niqe_pris_params.npz']},  # MATLAB's NIQE model (srkit/metrics/niqe.py)
     install_requires=[r.replace('torch==', 'torch>=') for r in read_requirements('requirements.txt')],
     extras_require={
         'onnx': ['onnx>=1.16', 'onnxruntime>=1.18'],

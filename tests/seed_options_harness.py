@@ -31,7 +31,11 @@ build shows a gap in srkit, not an artefact of the harness. Its rules, applied t
 3. ``num_gpu`` -> 0 (the CPU; CI has no GPU), also where the file leaves it out (BasicSR's default would
    take a GPU where there is one).
 
-4. Output roots under ``tmp``: ``path.experiments_root`` (training files) -> ``tmp/experiments/<name>``,
+4. A perceptual loss (``train.perceptual_opt``) without ``pretrained_path`` gets one: a VGG of its ``vgg_type`` in
+   torchvision's layout with seeded random weights, written once under ``cache``. The files expect torchvision's
+   download of the ImageNet VGG, which is not here and which srkit never fetches; a user gives that file's path.
+
+5. Output roots under ``tmp``: ``path.experiments_root`` (training files) -> ``tmp/experiments/<name>``,
    ``path.results_root`` (test files) -> ``tmp/results/<name>``. BasicSR derives both from ``name``; a test
    must not write into the folder it was started from.
 
@@ -117,6 +121,30 @@ def _dataset_folders(key: str, entry: dict[str, Any], scale: Any, data: Path) ->
     return folders
 
 
+def _seeded_vgg(vgg_type: str, cache: Path) -> Path:
+    """Rule 4: ``vgg_type``'s convolutions under torchvision's ``features.<index>`` names, seeded random values."""
+    import torch
+
+    from srkit.losses.perceptual_loss import vgg_layer_names
+
+    out = cache / f'{vgg_type}_seeded_random.pth'
+    if not out.exists():
+        generator = torch.Generator().manual_seed(0)
+        state, channels = {}, 3
+        for index, name in enumerate(vgg_layer_names(vgg_type)):
+            if name.startswith('conv'):
+                width = (64, 128, 256, 512, 512)[int(name[4]) - 1]
+                state[f'features.{index}.weight'] = torch.randn(width, channels, 3, 3, generator=generator) * 0.05
+                state[f'features.{index}.bias'] = torch.zeros(width)
+                channels = width
+            elif name.startswith('bn'):
+                state.update({f'features.{index}.{k}': torch.ones(channels) if k in ('weight', 'running_var')
+                              else torch.zeros(channels) for k in ('weight', 'bias', 'running_mean', 'running_var')})
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.save(state, out)
+    return out
+
+
 def _weights(value: Any, shared: Path) -> Any:
     """Rule 2: the file of the same name under shared/weights, or None; empty values stay as written."""
     if not isinstance(value, str) or not value.strip():
@@ -148,6 +176,9 @@ def rewrite(data: dict[str, Any], kind: Kind, shared: Path, tmp: Path, cache: Pa
         mapping = data.get(section)
         for key in [k for k in mapping if pattern.fullmatch(str(k))] if isinstance(mapping, dict) else ():
             mapping[key] = _weights(mapping[key], shared)
+    perceptual = data['train'].get('perceptual_opt') if isinstance(data.get('train'), dict) else None
+    if kind == 'train' and isinstance(perceptual, dict) and not perceptual.get('pretrained_path'):
+        perceptual['pretrained_path'] = str(_seeded_vgg(perceptual.get('vgg_type', 'vgg19'), cache or tmp))
     if isinstance(data['path'], dict):
         root = 'experiments' if kind == 'train' else 'results'
         data['path'][f'{root}_root'] = str(tmp / root / str(data.get('name', 'unnamed')))
@@ -219,8 +250,9 @@ def run_overrides(data: dict[str, Any], kind: Kind, tmp: Path) -> list[str]:
     """``--force_yml`` overrides that make the first step small enough for a CPU, touching nothing it tests.
 
     Training: one iteration of batch 2 on small patches (``lq_size`` 16 or ``gt_size`` 48, whichever the file
-    sets), no DataLoader workers, no TensorBoard, progress logged every iteration, validation at that
-    iteration, and the one checkpoint train.py writes at the end. Evaluation (validation and test.py) reads
+    sets, in the training set or at the top level as Real-ESRGAN's files do), no DataLoader workers, no
+    TensorBoard, progress logged every iteration, validation at that iteration, and the one checkpoint train.py
+    writes at the end. Evaluation (validation and test.py) reads
     one image of each set where its dataset takes ``meta_info_file``; the sets are Set5 after ``rewrite``.
     """
     overrides = []
@@ -238,6 +270,7 @@ def run_overrides(data: dict[str, Any], kind: Kind, tmp: Path) -> list[str]:
             overrides += [f'{prefix}.gt_size=48'] if 'gt_size' in entry else []
         elif _takes_meta_info_file(entry.get('type')):
             overrides.append(f'{prefix}.meta_info_file={one}')
+    overrides += ['gt_size=48'] if 'gt_size' in data else []  # Real-ESRGAN's models crop at the top-level gt_size
     if kind == 'train':
         overrides += ['train.total_iter=1', 'logger.print_freq=1', f'logger.save_checkpoint_freq={NEVER}',
                       'logger.use_tb_logger=false']

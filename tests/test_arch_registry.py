@@ -69,8 +69,10 @@ def sweep_scales(name: str) -> tuple[int, ...]:
     return scales[:1] if _big_per_call_network(name) else scales
 
 
-EVERY_SCALE = [pytest.param(name, scale, id=f'{name}-x{scale}') for name in NAMES for scale in sweep_scales(name)]
-FIRST_SCALE = [pytest.param(name, scales_of(name)[0], id=f'{name}-x{scales_of(name)[0]}') for name in NAMES]
+SR_NAMES = [name for name in NAMES if not spec_of(name).discriminator]  # the scale and tiling claims are theirs
+DISCRIMINATORS = [name for name in NAMES if spec_of(name).discriminator]
+EVERY_SCALE = [pytest.param(name, scale, id=f'{name}-x{scale}') for name in SR_NAMES for scale in sweep_scales(name)]
+FIRST_SCALE = [pytest.param(name, scales_of(name)[0], id=f'{name}-x{scales_of(name)[0]}') for name in SR_NAMES]
 
 
 @functools.lru_cache(maxsize=3)
@@ -157,6 +159,10 @@ def test_declares_a_consistent_spec(name):
                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     assert required <= set(spec.example_args), f'{name}: example_args must give {sorted(required)}'
     assert all(spec.supports_scale(s) for s in spec.params), f'{name}: params declared for an unsupported scale'
+    if spec.discriminator:
+        assert spec.scale_arg is None and not spec.scale_in_forward and not spec.params, 'it takes no scale'
+        assert callable(getattr(ARCH_REGISTRY.get(name), 'check_input_size', None)), \
+            f'{name}: a discriminator says which input sizes it accepts (check_input_size(height, width))'
 
 
 @pytest.mark.parametrize('name, scale', EVERY_SCALE)
@@ -189,13 +195,56 @@ def test_builds_runs_and_keeps_its_claims(name, scale):
         out_cl = runner(fresh, spec, scale)(x.contiguous(memory_format=torch.channels_last))
         assert (out_cl - out).abs().max() <= 1e-5, 'channels_last_safe, but channels_last changes the output'
 
-    if spec.pad_multiple > 1:  # an input that is not a multiple: predict pads, then crops back
-        odd = seeded_rand(1, 3, h + 1, w + spec.pad_multiple - 1)
+    if spec.pad_multiple > 1:  # one pixel short of a multiple each way: predict pads back to (h, w), then crops
+        odd = seeded_rand(1, 3, h - 1, w - 1)
         padded = predict(runner(net, spec, scale), odd, s, multiple=spec.pad_multiple, min_size=spec.min_size)
-        assert padded.shape == (1, 3, (h + 1) * s, (w + spec.pad_multiple - 1) * s)
+        assert padded.shape == (1, 3, (h - 1) * s, (w - 1) * s)
 
     if scale in spec.params:
         assert count_params(net) == spec.params[scale]
+
+
+@pytest.mark.parametrize('name', DISCRIMINATORS)
+@torch.no_grad()
+def test_discriminator_scores_the_sizes_it_accepts(name):
+    """Built from example_args with no scale; on a batch of an accepted size (the spec's pad_multiple and
+    min_size) it returns finite logits, one per image (N, 1) or one per pixel (N, 1, H, W), that survive a
+    state-dict round trip (and channels_last where claimed); a size one pixel off is refused by
+    check_input_size and by forward with a ValueError naming the size."""
+    spec = spec_of(name)
+    h, w = (fit(n, spec) for n in SWEEP_HW)
+    x = torch.cat([seeded_rand(1, 3, h, w), seeded_rand(1, 3, h, w).flip(-1)])
+    for seed in range(SEEDS):
+        torch.manual_seed(seed)
+        net = create(name, **spec.example_args).eval()
+        out = net(x)
+        if out.amax() > out.amin():
+            break
+    else:
+        pytest.fail(f'{name}: the output is constant for seeds 0-{SEEDS - 1}; nothing can be checked')
+    assert out.shape in ((2, 1), (2, 1, h, w)), f'{name}: logits of shape {tuple(out.shape)} for {h}x{w} inputs'
+    assert torch.isfinite(out).all()
+
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    buffer.seek(0)
+    torch.manual_seed(SEEDS)
+    fresh = create(name, **spec.example_args).eval()
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert torch.equal(fresh(x), out), 'a state-dict round trip changed the output'
+
+    if spec.channels_last_safe:  # relative to the logits' size: untrained, they can be huge (spectral norm's
+        to_channels_last(fresh)  # u and v are only estimated in training)
+        out_cl = fresh(x.contiguous(memory_format=torch.channels_last))
+        tolerance = 1e-5 * max(1.0, float(out.abs().max()))
+        assert (out_cl - out).abs().max() <= tolerance, 'channels_last_safe, but channels_last changes the output'
+
+    net.check_input_size(h, w)
+    for bad_h, bad_w in ((h + 1, w), (h, w + 1)):
+        with pytest.raises(ValueError, match=f'{bad_h}x{bad_w}'):
+            net.check_input_size(bad_h, bad_w)
+        with pytest.raises(ValueError, match=f'{bad_h}x{bad_w}'):
+            net(seeded_rand(1, 3, bad_h, bad_w))
 
 
 def centre_pair(side: int) -> torch.Tensor:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from srkit.data.demo_dataset import DEMO_IMAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,6 +16,7 @@ TRAIN_OPT = 'options/train/Demo/train_EDSR_tiny_x2_demo.yml'
 TEST_OPT = 'options/test/Demo/test_EDSR_tiny_x2_demo.yml'
 
 
+@pytest.mark.slow
 def test_demo_trains_beats_bicubic_and_test_py_evaluates(tmp_path):
     train = subprocess.run(
         [sys.executable, str(REPO / 'srkit/train.py'), '-opt', str(REPO / TRAIN_OPT),

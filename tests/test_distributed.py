@@ -53,6 +53,7 @@ def assert_close(a: dict, b: dict, atol: float = 2e-6) -> None:
             assert torch.allclose(a[key][name], b[key][name], atol=atol, rtol=1e-4), f'{key}.{name}'
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_with_double_batch_and_resume_across_world_sizes(tmp_path, tiny):
     common = ['train.grad_accumulation=1', 'val.val_freq=100', 'train.total_iter=8']
     two = launch('train.py', tiny, 2, '--force_yml', *common, f'path.experiments_root={tmp_path}/two', cwd=tmp_path)
@@ -74,6 +75,7 @@ def test_two_processes_equal_one_with_double_batch_and_resume_across_world_sizes
     assert_close(weights(resumed), weights(tmp_path / 'one'))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path('/proc/self/task').is_dir(), reason='lists threads from /proc')
 def test_a_finished_run_stops_gloo_threads_before_the_interpreter_exits(tmp_path, tiny):
     """A gloo worker thread still alive when Python finalizes aborts its process if it then frees a tensor
@@ -95,6 +97,7 @@ def test_a_finished_run_stops_gloo_threads_before_the_interpreter_exits(tmp_path
     assert all(listed) and not any('gloo' in names for names in listed), listed
 
 
+@pytest.mark.slow
 def test_sharded_validation_equals_single_process(tmp_path, tiny):
     torch.manual_seed(0)
     from srkit.core.registry import ARCH_REGISTRY
@@ -124,6 +127,7 @@ val:
     assert [len(d['per_image']) for d in results[2]] == [3, 4]
 
 
+@pytest.mark.slow
 def test_a_failing_rank_ends_the_job_quickly_with_its_message(tmp_path, tiny):
     # find the image that rank 1 reads first (and rank 0 does not), then corrupt it
     sampler = EnlargedSampler(4, seed=7, shuffle=True, enlarge_ratio=3, num_replicas=2, rank=1)
@@ -143,6 +147,7 @@ def test_a_failing_rank_ends_the_job_quickly_with_its_message(tmp_path, tiny):
     assert elapsed < TIMEOUT / 2, f'the job took {elapsed:.0f} s to end'
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_job_and_the_run_resumes(tmp_path, tiny):
     common = ['train.total_iter=16', 'logger.save_checkpoint_freq=2', 'logger.print_freq=1', 'val.val_freq=100',
               'train.grad_accumulation=1']
@@ -165,6 +170,7 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes(tmp_path, tiny):
     assert_close(weights(killed), weights(tmp_path / 'one'))
 
 
+@pytest.mark.slow
 def test_slurm_launcher_with_srun_environment(tmp_path, tiny):
     """Two processes started with the variables srun sets (no scontrol here: the node list is parsed)."""
     import os

@@ -80,9 +80,14 @@ def test_use_vflip_without_an_srkit_equivalent_points_at_use_rot(tmp_path: Path,
 
 
 def test_the_model_and_network_types_are_the_first_errors(tmp_path: Path) -> None:
-    data = {**tiny_data(tmp_path), 'gt_usm': True, 'l1_gt_usm': True}  # Real-ESRGAN keys of its own model
-    with pytest.raises(OptionError, match='no model called "RealESRGANModel" .*no such model yet'):
-        parse({**data, 'model_type': 'RealESRGANModel'})
+    data = {**tiny_data(tmp_path), 'gt_usm': True, 'l1_gt_usm': True}  # Real-ESRGAN keys, on another model
+    with pytest.raises(OptionError, match='No model called "RealESRGANModle".*RealESRGANModel') as caught:
+        parse({**data, 'model_type': 'RealESRGANModle'})
+    assert caught.value.key == 'model_type'
+    with pytest.raises(OptionError, match='"gt_usm" belongs to model_type RealESRNetModel, '
+                                          'not SRModel') as caught:
+        parse(data)
+    assert caught.value.key == 'gt_usm'
     for igconv_model in ('MSRModel', 'SwinIRMSModel', 'MambaMSModel'):  # IGConv's: srkit's MultiScaleModel
         options = parse({**tiny_data(tmp_path), 'model_type': igconv_model})
         assert options.model_type == 'MultiScaleModel'

@@ -147,6 +147,12 @@ def test_metric_input_order_is_refused_not_ignored():
     assert caught.value.key == 'val.metrics.psnr.input_order'
 
 
+def test_a_metric_keeps_its_own_direction_unless_the_file_says_otherwise():
+    metrics = parse(['val.metrics.niqe={type: niqe}', 'val.metrics.psnr_low={type: psnr, better: lower}']).val.metrics
+    assert metrics['niqe'].args['better'] == 'lower'  # NIQE registers as lower-is-better
+    assert metrics['psnr'].args['better'] == 'higher' and metrics['psnr_low'].args['better'] == 'lower'
+
+
 def test_evaluation_accepts_its_loader_keys():
     opt = parse(['datasets.val_1.num_worker_per_gpu=2', 'datasets.val_1.batch_size_per_gpu=1'])
     assert opt.datasets_of('val')[0].loader.num_worker_per_gpu == 2

@@ -141,6 +141,7 @@ KILLS = [  # (fault point, newest training state after the kill, the temporary f
 ]
 
 
+@pytest.mark.slow
 def test_kill_9_at_named_points_then_auto_resume_is_bit_identical(tmp_path, tiny):
     reference = tmp_path / 'straight'
     with open(tmp_path / 'straight.log', 'w') as log:  # shares nothing with the killed runs: runs beside them
@@ -177,6 +178,7 @@ def test_kill_9_at_named_points_then_auto_resume_is_bit_identical(tmp_path, tiny
     assert temporaries(exp) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('damage', ['truncated', 'zero bytes', 'wrong content'])
 def test_corrupt_newest_state_falls_back_to_the_previous_one(tmp_path, tiny, damage):
     common = ['logger.save_checkpoint_freq=2', 'val.val_freq=100']
@@ -250,6 +252,7 @@ def broken_corpus(folder: Path) -> dict[str, str]:
             'huge.png': 'huge.png'}
 
 
+@pytest.mark.slow
 def test_broken_images_in_train_val_and_test_paths(tmp_path, tiny):
     corpus = broken_corpus(tmp_path / 'broken')
     hr = tmp_path / 'hr'
@@ -278,6 +281,7 @@ def test_broken_images_in_train_val_and_test_paths(tmp_path, tiny):
         assert bad_val.returncode == 2 and name in bad_val.stderr and 'Traceback' not in bad_val.stderr
 
 
+@pytest.mark.slow
 def test_disk_full_while_saving_stops_clearly_and_keeps_the_previous_checkpoint(tmp_path, tiny):
     common = ['train.total_iter=10', 'logger.save_checkpoint_freq=2', 'val.val_freq=100']
     # writes 1-2 are the checkpoint at iteration 2 (network, state); write 3 fails

@@ -28,6 +28,8 @@ def create(name: str, scale: int | None = None, /, *, option_key: str = 'network
     """
     factory = ARCH_REGISTRY.get(name)
     spec = arch_spec(name)
+    if scale is not None and spec.discriminator:
+        raise OptionError(f'{name} is a discriminator (network_d): it takes no scale, got {scale}.', key='scale')
     if scale is not None and not spec.supports_scale(scale):
         raise OptionError(f'Architecture {name} supports scales {list(spec.scales)}, not {scale}.', key='scale')
     if scale is not None and spec.scale_arg is not None:

@@ -44,6 +44,10 @@ class ArchSpec:
     params: exact parameter counts by scale, where a published checkpoint fixes them (its tensors' sizes).
     example_args: arguments a caller must give because the constructor has no default for them (e.g.
         IGConvSR's encoder); the registry-wide test and the docs build the architecture with these.
+    discriminator: a network that scores images (GAN training's network_d), not an SR network: it takes no
+        scale and returns logits. The scale, tiling and tail fields do not apply; ``pad_multiple`` and
+        ``min_size`` describe the input sizes it accepts (built with ``example_args``), which its
+        ``check_input_size(height, width)`` enforces with a ValueError.
     """
 
     scales: tuple[int, ...] = (2, 3, 4)
@@ -59,6 +63,7 @@ class ArchSpec:
     subpixel_tail: tuple[str, ...] = ()
     params: Mapping[int, int] = field(default_factory=dict)
     example_args: Mapping[str, Any] = field(default_factory=dict)
+    discriminator: bool = False
 
     def supports_scale(self, scale: int) -> bool:
         return not self.scales or scale in self.scales

@@ -13,20 +13,13 @@ from typing import Any
 
 from srkit.core.errors import OptionError
 
-__all__ = ['IGNORED_TOP_LEVEL', 'FOREIGN_MODEL_TYPES', 'MODEL_TYPE_TRANSLATIONS', 'IGNORED_TRAIN_KEYS',
-           'ETDS_RESUME_KEYS', 'translate_model_type', 'translate_top_level', 'translate_dataset_keys',
-           'translate_flips', 'drop_train_section', 'datasets_scale']
+__all__ = ['IGNORED_TOP_LEVEL', 'MODEL_TYPE_TRANSLATIONS', 'IGNORED_TRAIN_KEYS',
+           'TRAIN_KEY_RENAMES', 'ETDS_RESUME_KEYS', 'translate_model_type', 'translate_top_level',
+           'translate_dataset_keys', 'translate_flips', 'drop_train_section', 'datasets_scale']
 
 # Top-level keys found in published BasicSR-style files that BasicSR itself never reads.
 IGNORED_TOP_LEVEL: dict[str, str] = {
     'print_network': "BasicSR never reads it either (HAT's and SRFormer's files carry it)",
-}
-
-# model_type names of BasicSR-derived repositories srkit does not register, with what to use instead: the
-# closest-name hint of the registry ("SRModel") would point the wrong way for these.
-FOREIGN_MODEL_TYPES: dict[str, str] = {
-    **dict.fromkeys(('RealESRNetModel', 'RealESRGANModel'),
-                    "Real-ESRGAN's, which degrades HR images on the fly; srkit has no such model yet"),
 }
 
 # model_type names of BasicSR-derived repositories that are srkit models under another name.
@@ -41,6 +34,11 @@ MODEL_TYPE_TRANSLATIONS: dict[str, tuple[str, str]] = {
 # ``train:`` keys such a model never reads (ETDS's ablation files give IRModel its ETDSModel's keys).
 IGNORED_TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     'IRModel': ('fixed_residual_model_iters', 'interpolation_loss_weight'),
+}
+
+# ``train:`` keys of BasicSR-derived repositories that name one of srkit's (BasicSR's) keys.
+TRAIN_KEY_RENAMES: dict[str, tuple[str, str]] = {
+    'artifacts_opt': ('ldl_opt', "EIMN's name for LDL's artifact loss, BasicSR's ldl_opt"),
 }
 
 # ETDS's ``resume:`` section (its IRModel loads these weights before training or testing) -> srkit's ``path``.
@@ -59,10 +57,24 @@ def translate_top_level(data: dict[str, Any], notices: list[str]) -> dict[str, A
             notices.append(f'Option "{key}" has no effect: {why}.')
     if 'resume' in data:
         data['path'] = _translate_etds_resume(data.pop('resume'), data.get('path'), notices)
+    if isinstance(data.get('train'), dict):
+        data['train'] = _rename_train_keys(data['train'], notices)
     if isinstance(data.get('train'), dict) and isinstance(data['train'].get('losses'), dict):
         data['train'] = {**data['train'], 'losses': _etds_losses(data['train']['losses'])}
         notices.append('Option "train.losses" (ETDS: a mapping of named losses) is read as the list of its losses.')
     return data
+
+
+def _rename_train_keys(train: dict[str, Any], notices: list[str]) -> dict[str, Any]:
+    train = dict(train)
+    for theirs, (ours, why) in TRAIN_KEY_RENAMES.items():
+        if theirs in train:
+            if ours in train:
+                raise OptionError(f'Options "train.{theirs}" and "train.{ours}" are the same loss ({why}); keep one.',
+                                  key=f'train.{theirs}')
+            train[ours] = train.pop(theirs)
+            notices.append(f'Option "train.{theirs}" is read as "train.{ours}" ({why}).')
+    return train
 
 
 def translate_model_type(data: dict[str, Any], notices: list[str]) -> dict[str, Any]:
@@ -120,8 +132,9 @@ def _translate_etds_resume(resume: Any, path: Any, notices: list[str]) -> Any:
 
 
 def translate_dataset_keys(key: str, entry: dict[str, Any], notices: list[str]) -> None:
-    """ETDS's names for keys of ``datasets.<key>``, in place: ``use_vflip`` (translate_flips) and
-    ``use_channels_shuffle``, srkit's ``use_channel_shuffle`` (both draw a random order of the colour channels)."""
+    """Other repositories' names for keys of ``datasets.<key>``, in place: ETDS's ``use_vflip`` (translate_flips)
+    and ``use_channels_shuffle``, srkit's ``use_channel_shuffle`` (both draw a random order of the colour
+    channels); EIMN's ``io_backend: {type: scandir}``, srkit's disk backend."""
     translate_flips(key, entry, notices)
     if 'use_channels_shuffle' in entry:
         if 'use_channel_shuffle' in entry:
@@ -130,6 +143,11 @@ def translate_dataset_keys(key: str, entry: dict[str, Any], notices: list[str]) 
                               key=f'datasets.{key}.use_channels_shuffle')
         entry['use_channel_shuffle'] = entry.pop('use_channels_shuffle')
         notices.append(f'Option "datasets.{key}.use_channels_shuffle" (ETDS) is read as "use_channel_shuffle".')
+    backend = entry.get('io_backend')
+    if isinstance(backend, dict) and backend.get('type') == 'scandir':
+        entry['io_backend'] = {**backend, 'type': 'disk'}
+        notices.append(f'Option "datasets.{key}.io_backend.type" scandir (EIMN\'s Real-ESRGAN files: every image of '
+                       'the folder, read from disk) is read as disk, which lists the folder the same way.')
 
 
 def translate_flips(key: str, entry: dict[str, Any], notices: list[str]) -> None:

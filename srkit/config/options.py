@@ -20,7 +20,6 @@ from typing import Any, Literal
 import yaml
 
 from srkit.config.compat import (
-    FOREIGN_MODEL_TYPES,
     datasets_scale,
     drop_train_section,
     translate_dataset_keys,
@@ -121,6 +120,9 @@ class PathOptions:
                                                    '(srkit, BasicSR or official checkpoint layouts).')
     param_key_g: str | None = option('params', 'Which entry of the checkpoint to load: params or params_ema.')
     strict_load_g: bool = option(True, 'Refuse a checkpoint whose keys or shapes differ from the network.')
+    pretrain_network_d: str | None = option(None, 'Weights to load into network_d (GAN models) before training.')
+    param_key_d: str | None = option('params', 'Which entry of the network_d checkpoint to load.')
+    strict_load_d: bool = option(True, 'Refuse a network_d checkpoint whose keys or shapes differ.')
     resume_state: str | None = option(None, 'A training state to resume from (see also --auto_resume).')
     experiments_root: str | None = option(None, 'Folder of this training run (default experiments/<name>).')
     results_root: str | None = option(None, 'Folder of this test run (default results/<name>).')
@@ -132,7 +134,8 @@ class ValOptions:
     save_img: bool = option(False, 'Save SR images (experiments/<name>/visualization or results/<name>).')
     suffix: str | None = option(None, 'Suffix of saved SR image names (test.py).')
     metrics: dict[str, Component] = option(doc='Metrics by name: {type: calculate_psnr, crop_border: 4, '
-                                               'test_y_channel: true}; optional better: higher|lower.',
+                                               'test_y_channel: true}; optional better: higher|lower (default: '
+                                               'the metric\'s own, lower for LPIPS, DISTS and NIQE).',
                                            factory=dict)
     pbar: bool = option(True, 'Show a progress bar while testing.')
     use_ema: bool = option(True, 'Validate the EMA weights when EMA is on.')
@@ -254,6 +257,8 @@ class Options:
     name: str = option(doc='Name of the run: experiments/<name>/ and results/<name>/.')
     scale: int = option(doc='Upscaling factor; may be left out where every dataset gives one (docs/OPTIONS.md).')
     network_g: Component = option(doc='The network: {type: <architecture>, ...its arguments}.')
+    network_d: Component | None = option(None, 'The discriminator of a GAN model (SRGANModel, RealESRGANModel): '
+                                                '{type: UNetDiscriminatorSN, ...its arguments}.')
     model_type: str = option('SRModel', 'What a training step means (SRModel, ETDSModel, ...).')
     num_gpu: int | Literal['auto'] = option('auto', 'auto: CUDA when available; 0: CPU.')
     manual_seed: int | None = option(None, 'Seed of every random choice (random when null).')
@@ -266,6 +271,7 @@ class Options:
     dist_params: DistOptions = option(doc='Distributed training.', factory=DistOptions)
     find_unused_parameters: bool = option(False, 'DistributedDataParallel find_unused_parameters.')
     # filled in by srkit, never read from the file
+    model_options: Any = field(default=None, init=False)  # the model_type's own top-level keys (TopLevelOptions)
     is_train: bool = field(default=False, init=False)
     source: str = field(default='', init=False)
     notices: list[str] = field(default_factory=list, init=False)  # what compat translated or ignored: logged
@@ -300,11 +306,14 @@ def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<optio
             if scale is not None:
                 data = {**data, 'scale': scale}
                 notices.append(f'Option "scale" is {scale}, the scale the datasets give.')
+        data, model_options = _split_model_options(data, model_cls)
         options = parse_dataclass(Options, data)
+        options.model_options = model_options
         options.is_train = is_train
         options.source = source
         own_scale = getattr(model_cls, 'multi_scale', False)
         resolve_network(options, own_scale)
+        _resolve_discriminator(options, model_cls)
         options.datasets = {key: _parse_dataset(key, value, options.scale, own_scale, notices)
                             for key, value in (options.datasets or {}).items()}
         _resolve_model_and_train(options, data.get('train'))
@@ -323,14 +332,61 @@ def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<optio
 def _check_types_first(data: dict[str, Any]) -> Any:
     """The model class; an unknown ``model_type`` or ``network_g.type`` is reported before any other key."""
     model_type = data.get('model_type', 'SRModel')
-    if isinstance(model_type, str) and model_type in FOREIGN_MODEL_TYPES and model_type not in MODEL_REGISTRY:
-        raise OptionError(f'Option "model_type": srkit has no model called "{model_type}" '
-                          f'({FOREIGN_MODEL_TYPES[model_type]}).', key='model_type')
     model_cls = _lookup(MODEL_REGISTRY, model_type, 'model_type') if isinstance(model_type, str) else None
     network = data.get('network_g')
     if isinstance(network, dict) and isinstance(network.get('type'), str):
         _lookup(ARCH_REGISTRY, network['type'], 'network_g.type')
     return model_cls
+
+
+def _split_model_options(data: dict[str, Any], model_cls: Any) -> tuple[dict[str, Any], Any]:
+    """The top-level keys the model class declares (``TopLevelOptions``, e.g. Real-ESRGAN's degradation settings,
+    which BasicSR's files write at the top level), parsed into that dataclass, and the rest of ``data``."""
+    schema = getattr(model_cls, 'TopLevelOptions', None)
+    names = {f.name for f in dataclasses.fields(schema) if f.init} if schema is not None else set()
+    own_fields = {f.name for f in dataclasses.fields(Options) if f.init}
+    for key in data:
+        owners = [] if key in names or key in own_fields else _models_taking(key)
+        if owners:
+            raise OptionError(f'Option "{key}" belongs to model_type {" / ".join(owners)}, not '
+                              f'{data.get("model_type", "SRModel")}.', key=key)
+    if schema is None:
+        return data, None
+    own = {k: v for k, v in data.items() if k in names}
+    parsed = parse_dataclass(schema, own, '')
+    return {k: v for k, v in data.items() if k not in names}, parsed
+
+
+def _models_taking(key: str) -> list[str]:
+    """The registered models with ``key`` among their own top-level options."""
+    found = []
+    for name in MODEL_REGISTRY.names():
+        schema = getattr(MODEL_REGISTRY.get(name), 'TopLevelOptions', None)
+        if schema is not None and key in {f.name for f in dataclasses.fields(schema)}:
+            found.append(name)
+    return found
+
+
+def _resolve_discriminator(options: Options, model_cls: Any) -> None:
+    """network_d belongs to GAN models (``uses_discriminator``): required there, refused elsewhere, its arguments
+    checked against the architecture like network_g's."""
+    comp = options.network_d
+    if not getattr(model_cls, 'uses_discriminator', False):
+        if comp is not None:
+            raise OptionError(f'Option "network_d": model_type {options.model_type} trains no discriminator; remove '
+                              'network_d or use a GAN model (SRGANModel, RealESRGANModel).', key='network_d')
+        return
+    if comp is None:
+        if options.is_train:
+            raise OptionError(f'Option "network_d" is required: {options.model_type} trains a discriminator '
+                              '(e.g. {type: UNetDiscriminatorSN, num_in_ch: 3, num_feat: 64}).', key='network_d')
+        return
+    arch = _lookup(ARCH_REGISTRY, comp.type, 'network_d.type')
+    spec = ARCH_REGISTRY.meta(comp.type)
+    if not getattr(spec, 'discriminator', False):
+        raise OptionError(f'Option "network_d.type": {comp.type} is an SR network, not a discriminator.',
+                          key='network_d.type')
+    comp.args = check_call_arguments(arch, comp.args, 'network_d', what=f'discriminator {comp.type}')
 
 
 def _cpu_prefetch(options: Options, notices: list[str]) -> None:
@@ -374,7 +430,10 @@ def dump_options(options: Options) -> str:
             return [plain(v) for v in value]
         return value
 
-    return yaml.safe_dump(plain(options), sort_keys=False)
+    tree = plain(options)
+    if options.model_options is not None:  # the model's own top-level keys go back where the file had them
+        tree.update(plain(options.model_options))
+    return yaml.safe_dump(tree, sort_keys=False)
 
 
 def _lookup(registry: Registry, name: str, path: str) -> Any:
@@ -463,7 +522,8 @@ def _check_metric(key: str, comp: Component) -> Component:
     path = f'val.metrics.{key}'
     fn = _lookup(METRIC_REGISTRY, comp.type, f'{path}.type')
     args = dict(comp.args)
-    better = args.pop('better', 'higher')
+    declared = METRIC_REGISTRY.meta(comp.type)  # e.g. {'better': 'lower'} for LPIPS, DISTS and NIQE
+    better = args.pop('better', declared.get('better', 'higher') if isinstance(declared, dict) else 'higher')
     if better not in ('higher', 'lower'):
         raise OptionError(f'Option "{path}.better" must be "higher" or "lower", got {better!r}.', key=f'{path}.better')
     if 'input_order' in args:  # BasicSR's layout of the numpy images it hands its metrics

@@ -61,9 +61,12 @@ def _first_line(obj: Any) -> str:
     return doc.split('\n\n')[0].replace('\n', ' ').replace('|', '\\|')
 
 
-def _registry_table(registry: Any, skip: int = 0) -> list[str]:
+def _registry_table(registry: Any, skip: int = 0, only: Any = None) -> list[str]:
+    """A table of the registry's entries (``only``: those whose metadata it accepts)."""
     rows = ['| name | arguments | what |', '|---|---|---|']
     for name in registry.names():
+        if only is not None and not only(registry.meta(name)):
+            continue
         target = registry.get(name)
         rows.append(f'| `{name}` | `{_signature_text(target, skip)}` | {_first_line(target)} |'.replace('``', ''))
     return rows
@@ -73,10 +76,10 @@ def _policy_section() -> list[str]:
     """The written policy for option files of BasicSR and its descendants, from the tables compat applies."""
     from srkit.config.compat import (
         ETDS_RESUME_KEYS,
-        FOREIGN_MODEL_TYPES,
         IGNORED_TOP_LEVEL,
         IGNORED_TRAIN_KEYS,
         MODEL_TYPE_TRANSLATIONS,
+        TRAIN_KEY_RENAMES,
     )
 
     ignored = [f'| `{key}` | {why} |' for key, why in IGNORED_TOP_LEVEL.items()]
@@ -84,9 +87,9 @@ def _policy_section() -> list[str]:
                 'carry it) |' for model, keys in IGNORED_TRAIN_KEYS.items() for key in keys]
     resume = [f'| `resume.{etds}` (ETDS) | `path.{ours}` (a value in both places must agree) |'
               for etds, ours in ETDS_RESUME_KEYS.items()]
+    resume += [f'| `train.{theirs}` | `train.{ours}` ({why}) |' for theirs, (ours, why) in TRAIN_KEY_RENAMES.items()]
     models = [f'| `model_type: {theirs}` | `model_type: {ours}` ({why}) |'
               for theirs, (ours, why) in MODEL_TYPE_TRANSLATIONS.items()]
-    foreign = ', '.join(f'`{name}`' for name in FOREIGN_MODEL_TYPES)
     return [
         '## Option files from BasicSR and its descendants', '',
         'A file written for BasicSR, or for a repository built on it (EIMN, MMA, ETDS, IGConv), runs after changing '
@@ -99,13 +102,14 @@ def _policy_section() -> list[str]:
         '   | their key | read as |', '   |---|---|', *[f'   {row}' for row in models + resume],
         '   | `train.losses` as a mapping `{<name>: {type: ..., ...}}` (ETDS) | the list of its values |',
         '   | `datasets.<key>.use_channels_shuffle` (ETDS) | `use_channel_shuffle` |',
+        '   | `datasets.<key>.io_backend.type: scandir` (EIMN\'s Real-ESRGAN files) | `disk` (every image of the '
+        'folder) |',
         '   | `datasets.<key>.use_vflip: true` (ETDS), next to `use_hflip: true` and `use_rot: true` | nothing: '
         'ETDS flips rows, flips columns and transposes, each with probability 1/2; BasicSR\'s `use_hflip` + '
         '`use_rot` draw the same 8 flips and rotations with the same probabilities. Any other `use_vflip` is an '
         'error: vertical flips are part of `use_rot` |', '',
         '4. **Anything else is an error** naming the dotted key, the closest valid key and the file. An unknown '
-        '`model_type` or `network_g.type` is reported before any other key; model types of other repositories '
-        f'that srkit does not have ({foreign}) are named with what to use instead.', '',
+        '`model_type` or `network_g.type` is reported before any other key.', '',
         'Also from BasicSR: the top-level `scale` may be left out where every dataset gives one (`scale`, or '
         'IGConv\'s `ds_scale`); they must agree unless the model is multi-scale. `test.py` ignores a `train:` '
         'section (as BasicSR\'s test.py does), with a notice. `prefetch_mode: cuda` on a run without CUDA '
@@ -157,15 +161,26 @@ def options_markdown() -> str:
     base = MODEL_REGISTRY.get('SRModel').TrainOptions
     base_names = {f.name for f in dataclasses.fields(base)}
     out += ['## `train` (model_type: SRModel)', '', *_dataclass_table(base, 'train.'), '']
+    documented: dict[type, str] = {}
     for name in MODEL_REGISTRY.names():
-        cls = MODEL_REGISTRY.get(name).TrainOptions
+        model = MODEL_REGISTRY.get(name)
+        cls = model.TrainOptions
         extra = tuple(f.name for f in dataclasses.fields(cls) if f.name in base_names)
-        if cls is not base:
+        if cls in documented:
+            out += [f'### `train` extras of model_type: {name}', '', f'Those of {documented[cls]}.', '']
+        elif cls is not base:
+            documented[cls] = name
             out += [f'### `train` extras of model_type: {name}', '', *_dataclass_table(cls, 'train.', extra), '']
+        top = getattr(model, 'TopLevelOptions', None)
+        if top is not None:
+            out += [f'### Top-level keys of model_type: {name}', '', *_dataclass_table(top, ''), '']
     out += ['## Components', '',
             'Every `type:` names a registered component; its other keys are the arguments below.', '',
             '### Models (`model_type`)', '', *_registry_table(MODEL_REGISTRY), '',
-            '### Architectures (`network_g.type`)', '', *_registry_table(ARCH_REGISTRY), '',
+            '### Architectures (`network_g.type`)', '',
+            *_registry_table(ARCH_REGISTRY, only=lambda spec: not getattr(spec, 'discriminator', False)), '',
+            '### Discriminators (`network_d.type`, GAN models)', '',
+            *_registry_table(ARCH_REGISTRY, only=lambda spec: getattr(spec, 'discriminator', False)), '',
             '### Datasets (`datasets.<key>.type`)', '', *_registry_table(DATASET_REGISTRY), '',
             '### Losses (`train.losses[*].type`, `train.pixel_opt.type`, ...)', '', *_registry_table(LOSS_REGISTRY), '',
             '### Metrics (`val.metrics.<name>.type`)', '', *_registry_table(METRIC_REGISTRY, skip=2), '',

@@ -332,8 +332,8 @@ class Trainer:
     # ---- checkpoints ------------------------------------------------------------------------------------
     def _save_network(self, label: int | str) -> None:
         if self.dist.is_main:
-            atomic_save(self.model.network_state(),
-                        network_path(self.root, 'net_g', label, self.options.logger.network_format))
+            for prefix, state in self.model.network_files().items():
+                atomic_save(state, network_path(self.root, prefix, label, self.options.logger.network_format))
 
     def save(self) -> None:
         """Write the network file, then the training state (the commit point of this checkpoint)."""

@@ -59,6 +59,10 @@ class SRModel:
     # True for models whose network serves several scales: datasets may then set their own ``scale``, and
     # validation and test pass it to ``predict`` and use it as every metric's crop_border.
     multi_scale: ClassVar[bool] = False
+    # True for GAN models, which train network_d next to network_g (the option parser requires or refuses it).
+    uses_discriminator: ClassVar[bool] = False
+    # A dataclass of the model's own top-level option keys (Real-ESRGAN's degradation settings); None: none.
+    TopLevelOptions: ClassVar[type | None] = None
 
     def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
         self.options = options
@@ -174,6 +178,11 @@ class SRModel:
             out[key] = value
         return out
 
+    def prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch a step trains on, from the loaded one (on the device): the same here; Real-ESRGAN's models
+        degrade the ground truth into the LR input."""
+        return batch
+
     def compute_losses(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
         """Named loss terms for one micro-batch of ``iteration``; the step sums them."""
         output = self.train_net(batch['lq'])
@@ -191,7 +200,7 @@ class SRModel:
         totals: dict[str, float] = {}
         finite = True
         for index, batch in enumerate(micro_batches):
-            batch = self.to_device(batch)
+            batch = self.prepare_batch(self.to_device(batch))
             last = index == len(micro_batches) - 1
             with contextlib.nullcontext() if last or self.ddp is None else self.ddp.no_sync():
                 with self.autocast():
@@ -221,18 +230,22 @@ class SRModel:
         return totals
 
     def _optimizer_step(self, lr_factor: float) -> None:
+        self._step_with_factor(self.optimizer, lr_factor)
+        self.scaler.update()
+
+    def _step_with_factor(self, optimizer: torch.optim.Optimizer, lr_factor: float) -> None:
         """Step with the scheduled learning rate times ``lr_factor``, leaving the scheduled rate untouched.
 
         Applying warm-up only around the step keeps chainable schedulers (torch's MultiStepLR) exact.
         """
-        scheduled = [group['lr'] for group in self.optimizer.param_groups]
+        scheduled = [group['lr'] for group in optimizer.param_groups]
         if lr_factor != 1.0:
-            for group in self.optimizer.param_groups:
+            for group in optimizer.param_groups:
                 group['lr'] *= lr_factor
-        self.last_lr = self.optimizer.param_groups[0]['lr']
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        for group, lr in zip(self.optimizer.param_groups, scheduled):
+        if optimizer is self.optimizer:
+            self.last_lr = optimizer.param_groups[0]['lr']
+        self.scaler.step(optimizer)
+        for group, lr in zip(optimizer.param_groups, scheduled):
             group['lr'] = lr
 
     def _skip_step(self, current_iter: int, totals: dict[str, float]) -> None:
@@ -290,6 +303,10 @@ class SRModel:
         if self.ema is not None:
             state['params_ema'] = _cpu_state(self.ema.module)
         return state
+
+    def network_files(self) -> dict[str, dict[str, dict[str, torch.Tensor]]]:
+        """What train.py writes under models/ at each checkpoint: ``net_g_<iter>.pth`` (and e.g. ``net_d_``)."""
+        return {'net_g': self.network_state()}
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from srkit.config.typed_options import Component, check_call_arguments, option
 from srkit.core.errors import OptionError
@@ -49,9 +49,13 @@ class TrainOptions:
             raise OptionError(f'Option "{path}.max_nonfinite_steps" must be >= 1.')
         if self.freeze_iters and not self.freeze_params:
             raise OptionError(f'Option "{path}.freeze_iters" is set but "{path}.freeze_params" names no parameters.')
-        if not self.all_losses():
+        if not self.defines_a_loss():
             raise OptionError(f'Option "{path}" defines no loss: add "{path}.losses" (a list of '
                               f'{{type: L1Loss, loss_weight: 1.0}}) or "{path}.pixel_opt".')
+
+    def defines_a_loss(self) -> bool:
+        """Whether the section trains towards anything (a model with losses of its own overrides this)."""
+        return bool(self.all_losses())
 
     def all_losses(self) -> list[tuple[str, Component]]:
         """(option path, component) of every loss, BasicSR keys first, then the ``losses`` list."""
@@ -65,15 +69,21 @@ class TrainOptions:
         from srkit.optim.optimizers import get_optimizer_class
         from srkit.optim.schedulers import get_scheduler_class
 
-        train.optim_g.args = _check(get_optimizer_class, train.optim_g, f'{path}.optim_g', 'optimizer', ('params',))
+        train.optim_g.args = check_component(get_optimizer_class, train.optim_g, f'{path}.optim_g', 'optimizer',
+                                             ('params',))
         if train.scheduler is not None:
-            train.scheduler.args = _check(get_scheduler_class, train.scheduler, f'{path}.scheduler', 'scheduler',
-                                          ('optimizer',))
+            train.scheduler.args = check_component(get_scheduler_class, train.scheduler, f'{path}.scheduler',
+                                                   'scheduler', ('optimizer',))
         for key, comp in train.all_losses():
-            comp.args = _check(LOSS_REGISTRY.get, comp, f'{path}.{key}', 'loss', ())
+            comp.args = check_component(LOSS_REGISTRY.get, comp, f'{path}.{key}', 'loss', ())
+            if getattr(LOSS_REGISTRY.get(comp.type), 'adversarial', False):
+                raise OptionError(f'Option "{path}.{key}": {comp.type} scores a discriminator\'s output, not an image '
+                                  f'against its ground truth; give it as "{path}.gan_opt" of a GAN model '
+                                  '(model_type SRGANModel or RealESRGANModel, with network_d).', key=f'{path}.{key}')
 
 
-def _check(lookup, comp: Component, path: str, what: str, skip: tuple[str, ...]) -> dict:
+def check_component(lookup: Any, comp: Component, path: str, what: str, skip: tuple[str, ...]) -> dict:
+    """``comp``'s arguments checked against the signature of what ``lookup`` finds under its type."""
     try:
         target = lookup(comp.type)
     except (RegistryError, KeyError, ValueError) as exc:
