@@ -79,6 +79,7 @@ def plan_outputs(inputs: list[Path], output: Path, scale: int, force: bool,
 def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
+    from srkit.core.threads import apply_threads
     from srkit.data.image_io import write_image
     from srkit.tools.models import load_model
     from srkit.tools.upscale import amp_dtype, read_source, upscale_source
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     inputs = list_inputs(args.input)  # before the model loads: a wrong path fails at once
     model = load_model(args.model, weights=args.weights, scale=args.scale, device=args.device,
                        param_key=args.param_key)
+    print(apply_threads(None, model.device), file=sys.stderr)  # SRKIT_NUM_THREADS or OMP_NUM_THREADS override
     dtype = amp_dtype(args.precision, model)
     pairs = plan_outputs(inputs, args.output, model.scale, args.force, args.skip_existing)
     for source, target in tqdm(pairs, desc=f'{model.arch} x{model.scale}', unit='img', disable=None):

@@ -209,3 +209,22 @@ def test_niqe_window_is_separable_flat_is_zero_and_shape_fit_finds_known_distrib
         torch.rand(1, 200_000, generator=generator) - 0.5)
     shapes = niqe._fit_aggd(torch.cat([gauss, laplace]))[0]
     torch.testing.assert_close(shapes, torch.tensor([2.0, 1.0], dtype=torch.float64), atol=0.05, rtol=0)
+
+
+def test_niqe_scores_a_set_without_ground_truth_where_psnr_cannot(tmp_path):
+    """A no-reference metric is computed for LR-only sets (SingleImageDataset); a full-reference one is skipped
+    there, and a set with ground truth gets both."""
+    from srkit.config.typed_options import Component
+    from srkit.data.single_image_dataset import SingleImageDataset
+    from srkit.models.evaluator import evaluate
+    from tests.training_helpers import make_images
+
+    make_images(tmp_path / 'lr', 2, size=(60, 66))
+    metrics = {'psnr': Component('calculate_psnr', {}), 'niqe': Component('niqe', {})}
+    upscale = lambda lq: F.interpolate(lq, scale_factor=2, mode='bicubic')  # noqa: E731
+    result = evaluate(upscale, SingleImageDataset(str(tmp_path / 'lr')), 'lr_only', metrics)
+    assert all(set(row) == {'image', 'niqe'} for row in result.per_image)
+    assert set(result.mean) == {'niqe'} and np.isfinite(result.mean['niqe'])
+    single = niqe.calculate_niqe(upscale(SingleImageDataset(str(tmp_path / 'lr'))[0]['lq'][None]).clamp(0, 1)
+                                 .mul(255).round().double())
+    assert result.per_image[0]['niqe'] == pytest.approx(float(single[0]), abs=1e-9)

@@ -187,3 +187,49 @@ def test_a_discriminator_on_an_sr_model_and_bad_degradation_values_are_refused(t
         with pytest.raises(OptionError) as caught:
             Trainer(parse_options(data, is_train=True), DistContext())
         assert caught.value.key == key, caught.value
+
+
+def test_esrgan_uses_the_relativistic_average_gan_of_basicsr(tmp_path):
+    """ESRGANModel's terms are BasicSR's formulas on network_d's predictions (here the same network_d, called
+    again on the same inputs, in eval mode so that its outputs do not change between calls)."""
+    data = gan_data(tmp_path, ['model_type=ESRGANModel', 'train.ldl_opt=null'])
+    model = Trainer(parse_options(data, is_train=True), DistContext()).model
+    model.net_d.eval()
+    gan = model.gan_loss
+    torch.manual_seed(0)
+    output, gt = torch.rand(2, 3, 16, 16, requires_grad=True), torch.rand(2, 3, 16, 16)
+    real, fake = model.net_d(gt), model.net_d(output)
+    expected_g = (gan(real - fake.mean(), False) + gan(fake - real.mean(), True)) / 2
+    assert torch.allclose(model.adversarial_term(output, gt), expected_g)
+    terms, _, _ = model.discriminator_terms(output, gt)
+    assert torch.allclose(terms['l_d_real'], gan(real - fake.mean(), True, is_disc=True) * 0.5)
+    assert torch.allclose(terms['l_d_fake'], gan(fake - real.mean(), False, is_disc=True) * 0.5)
+    assert all(p.grad is not None for p in model.net_d.parameters())  # both terms were backpropagated
+
+
+def test_esrgan_trains_and_resumes_exactly(tmp_path):
+    overrides = ['model_type=ESRGANModel', 'train.ldl_opt=null']
+    train(gan_data(tmp_path / 'a', overrides))
+    train(gan_data(tmp_path / 'b', [*overrides,
+                                    f'path.resume_state={tmp_path / "a" / "exp" / "training_states" / "3.state"}']))
+    assert_same(models_of(tmp_path / 'a', 6), models_of(tmp_path / 'b', 6))
+
+
+def test_real_esrgan_without_high_order_degradation_trains_on_the_sets_pairs(tmp_path):
+    """Real-ESRGAN's finetune-on-pairs recipe: high_order_degradation false, a paired set, no top-level gt_size."""
+    data = gan_data(tmp_path, ['train.total_iter=2', 'high_order_degradation=false', 'gt_size=null'],
+                    model_type='RealESRGANModel')
+    data['datasets']['train'] = {'name': 'pairs', 'type': 'HRBicubicDataset', 'dataroot_gt': str(tmp_path / 'hr'),
+                                 'gt_size': 32, 'batch_size_per_gpu': 2}
+    trainer = Trainer(parse_options(data, is_train=True), DistContext())
+    batch = trainer.model.prepare_batch(trainer.model.to_device(next(iter(trainer.train_loader))))
+    assert batch['lq'].shape == (2, 3, 16, 16) and batch['gt_usm'].shape == (2, 3, 32, 32)
+    trainer.train()
+    assert (tmp_path / 'exp' / 'models' / 'net_d_latest.pth').is_file()
+    with pytest.raises(OptionError, match='"gt_size" is required') as caught:
+        parse_options(gan_data(tmp_path, ['gt_size=null'], model_type='RealESRGANModel'), is_train=True)
+    assert caught.value.key == 'gt_size'
+    data['datasets']['train']['gt_size'] = 16
+    with pytest.raises(OptionError, match='16x16.*USM') as caught:
+        Trainer(parse_options(data, is_train=True), DistContext())
+    assert caught.value.key == 'gt_size'

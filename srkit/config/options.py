@@ -261,6 +261,11 @@ class Options:
                                                 '{type: UNetDiscriminatorSN, ...its arguments}.')
     model_type: str = option('SRModel', 'What a training step means (SRModel, ETDSModel, ...).')
     num_gpu: int | Literal['auto'] = option('auto', 'auto: CUDA when available; 0: CPU.')
+    num_threads: int | None = option(None, 'CPU threads torch uses in each process; null: srkit chooses (the CPUs '
+                                           'this process may use, less the cores other processes keep busy, '
+                                           'shared among the ranks on this node). The environment variable '
+                                           'SRKIT_NUM_THREADS, then OMP_NUM_THREADS, apply when this is null. '
+                                           'The choice is logged at the start of the run.')
     manual_seed: int | None = option(None, 'Seed of every random choice (random when null).')
     datasets: dict[str, Any] = option(doc='train, val*, test* datasets: {name, type, ...dataset arguments, '
                                           '...loader keys}.', factory=dict)
@@ -277,6 +282,9 @@ class Options:
     notices: list[str] = field(default_factory=list, init=False)  # what compat translated or ignored: logged
 
     def check(self, path: str) -> None:
+        if self.num_threads is not None and self.num_threads < 1:
+            raise OptionError(f'Option "num_threads" must be a positive integer (or null: srkit chooses), got '
+                              f'{self.num_threads}.', key='num_threads')
         if self.scale < 1:
             raise OptionError(f'Option "scale" must be a positive integer, got {self.scale}.')
         if not re.fullmatch(r'[\w.+-]+', self.name):

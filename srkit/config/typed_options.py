@@ -93,24 +93,24 @@ def convert(value: Any, tp: Any, path: str) -> Any:
                 errors.append(exc)
         if len(errors) == 1:
             raise errors[0]
-        raise OptionError(f'Option "{path}" must be {_type_name(tp)}, got {_describe(value)}.')
+        raise OptionError(f'Option "{path}" must be {_type_name(tp)}, got {_describe(value)}.', key=path)
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value in allowed:
             return value
         hint = closest_name(str(value), [str(a) for a in allowed]) if isinstance(value, str) else None
         suggestion = f' Did you mean "{hint}"?' if hint else ''
-        raise OptionError(f'Option "{path}" must be {_type_name(tp)}, got {value!r}.{suggestion}')
+        raise OptionError(f'Option "{path}" must be {_type_name(tp)}, got {value!r}.{suggestion}', key=path)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise OptionError(f'Option "{path}" must be a list, got {_describe(value)}.')
+            raise OptionError(f'Option "{path}" must be a list, got {_describe(value)}.', key=path)
         args = typing.get_args(tp)
         item_tp = args[0] if args else Any
         items = [convert(v, item_tp, f'{path}[{i}]') for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise OptionError(f'Option "{path}" must be a mapping, got {_describe(value)}.')
+            raise OptionError(f'Option "{path}" must be a mapping, got {_describe(value)}.', key=path)
         _, value_tp = typing.get_args(tp) or (str, Any)
         return {str(k): convert(v, value_tp, _join(path, str(k))) for k, v in value.items()}
     if tp is Component:
@@ -140,18 +140,18 @@ def _convert_scalar(value: Any, tp: Any, path: str) -> Any:
             return value
     else:
         return value
-    raise OptionError(f'Option "{path}" must be {_type_name(tp)}, got {_describe(value)}.')
+    raise OptionError(f'Option "{path}" must be {_type_name(tp)}, got {_describe(value)}.', key=path)
 
 
 def _to_component(value: Any, path: str) -> Component:
     if isinstance(value, Component):
         return value
     if not isinstance(value, dict):
-        raise OptionError(f'Option "{path}" must be a mapping with a "type" key, got {_describe(value)}.')
+        raise OptionError(f'Option "{path}" must be a mapping with a "type" key, got {_describe(value)}.', key=path)
     if 'type' not in value:
-        raise OptionError(f'Option "{path}.type" is required: name the component to build.')
+        raise OptionError(f'Option "{path}.type" is required: name the component to build.', key=f'{path}.type')
     if not isinstance(value['type'], str):
-        raise OptionError(f'Option "{path}.type" must be a string, got {_describe(value["type"])}.')
+        raise OptionError(f'Option "{path}.type" must be a string, got {_describe(value["type"])}.', key=f'{path}.type')
     return Component(value['type'], {k: v for k, v in value.items() if k != 'type'})
 
 
@@ -162,7 +162,8 @@ def parse_dataclass(cls: type, data: Any, path: str = '') -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise OptionError(f'Option "{path or "<top level>"}" must be a mapping, got {_describe(data)}.')
+        raise OptionError(f'Option "{path or "<top level>"}" must be a mapping, got {_describe(data)}.',
+                          key=path or None)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
@@ -173,7 +174,8 @@ def parse_dataclass(cls: type, data: Any, path: str = '') -> Any:
         if name in data:
             values[name] = convert(data[name], hints[name], _join(path, name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise OptionError(f'Option "{_join(path, name)}" is required ({_type_name(hints[name])}).')
+            raise OptionError(f'Option "{_join(path, name)}" is required ({_type_name(hints[name])}).',
+                              key=_join(path, name))
     obj = cls(**values)
     check = getattr(obj, 'check', None)
     if check is not None:
@@ -210,7 +212,8 @@ def check_call_arguments(target: Any, args: dict[str, Any], path: str, *, provid
         converted[key] = convert(value, hints.get(key, Any), _join(path, key)) if key in hints else value
     for name, param in params.items():
         if param.default is param.empty and name not in args and name not in provided:
-            raise OptionError(f'Option "{_join(path, name)}" is required by {what or "this component"}.')
+            raise OptionError(f'Option "{_join(path, name)}" is required by {what or "this component"}.',
+                              key=_join(path, name))
     return converted
 
 

@@ -79,19 +79,24 @@ class PairedImageDataset(KeyedDataset):
         self.scale, self.phase = scale, phase
         self.gt_size, self.lq_size = gt_size, lq_size
         self.use_hflip, self.use_rot, self.use_channel_shuffle = use_hflip, use_rot, use_channel_shuffle
-        self.gt_keys = list_keys(self.gt_backend, meta_info_file, 'HR')
-        self.lq_keys = [self.lq_backend.paired_key(k, filename_tmpl) for k in self.gt_keys]
-        self._check_partners(meta_info_file is None, filename_tmpl)
+        self.gt_keys, self.lq_keys = self._pair_keys(meta_info_file, filename_tmpl)
 
-    def _check_partners(self, all_lq_used: bool, filename_tmpl: str) -> None:
+    def _pair_keys(self, meta_info_file: str | None, filename_tmpl: str) -> tuple[list[str], list[str]]:
+        """(HR keys, LR keys): the HR images (all, or those meta_info_file names) and their partners by name."""
+        gt_keys = list_keys(self.gt_backend, meta_info_file, 'HR')
+        lq_keys = [self.lq_backend.paired_key(k, filename_tmpl) for k in gt_keys]
+        self._check_partners(gt_keys, lq_keys, meta_info_file is None, filename_tmpl)
+        return gt_keys, lq_keys
+
+    def _check_partners(self, gt_keys: list[str], lq_keys: list[str], all_lq_used: bool, filename_tmpl: str) -> None:
         available = set(self.lq_backend.keys())
-        missing = [(g, q) for g, q in zip(self.gt_keys, self.lq_keys) if q not in available]
+        missing = [(g, q) for g, q in zip(gt_keys, lq_keys) if q not in available]
         if missing:
             gt_key, lq_key = missing[0]
             raise DataError(f'{self.name}: {len(missing)} HR image(s) have no LR partner with filename_tmpl '
                             f'{filename_tmpl!r}: e.g. {self.gt_backend.describe(gt_key)} needs '
                             f'{self.lq_backend.describe(lq_key)}.')
-        unused = sorted(available - set(self.lq_keys))
+        unused = sorted(available - set(lq_keys))
         if all_lq_used and unused:
             raise DataError(f'{self.name}: {len(unused)} LR image(s) have no HR partner in {self.gt_backend.root} '
                             f'with filename_tmpl {filename_tmpl!r}: e.g. {self.lq_backend.describe(unused[0])}.')

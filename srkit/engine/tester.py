@@ -19,6 +19,7 @@ from srkit.core.dist import DistContext
 from srkit.core.errors import DataError, SrkitError
 from srkit.core.logger import setup_logger
 from srkit.core.registry import MODEL_REGISTRY
+from srkit.core.threads import apply_threads
 from srkit.data.loader import build_dataset
 from srkit.engine.experiment import archive_existing, prepare_folder, timestamp
 from srkit.engine.trainer import run_device
@@ -37,7 +38,9 @@ def run_test(options: Options, dist: DistContext = DistContext()) -> list[EvalRe
     """
     root = Path(options.path.results_root or Path('results') / options.name)
     setup_logger(None, dist.is_main)
-    model = MODEL_REGISTRY.get(options.model_type)(options, run_device(options, dist), dist)
+    device = run_device(options, dist)
+    apply_threads(options.num_threads, device)
+    model = MODEL_REGISTRY.get(options.model_type)(options, device, dist)
     entries = options.datasets_of('test') + options.datasets_of('val')
     datasets = [build_dataset(entry) for entry in entries]
     val = options.val or ValOptions()

@@ -30,6 +30,7 @@ from srkit.core.errors import CheckpointError, OptionError, RunStopped, SrkitErr
 from srkit.core.faults import fault_point
 from srkit.core.logger import ProgressLog, RunWriters, TensorboardWriter, setup_logger
 from srkit.core.registry import MODEL_REGISTRY
+from srkit.core.threads import apply_threads
 from srkit.core.wandb_writer import WandbWriter
 from srkit.data.image_io import tensor_to_img
 from srkit.data.loader import build_dataloader, build_dataset
@@ -82,6 +83,7 @@ class Trainer:
             removed = remove_stale_temporaries(self.root)
         barrier()
         setup_logger(self.root / f'train_{options.name}_{timestamp()}.log', dist.is_main)
+        apply_threads(options.num_threads, self.device)
         if dist.is_main and self.resume is None and archived is not None:
             logger.info('An experiment folder %s existed; it was moved to %s.', self.root, archived)
         if dist.is_main and removed:

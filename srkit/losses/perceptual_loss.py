@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from srkit.core.checkpoint import extract_state_dict, load_checkpoint_file
 from srkit.core.errors import CheckpointError, OptionError, SrkitError
 from srkit.core.registry import LOSS_REGISTRY, closest_name
 
@@ -143,16 +144,6 @@ def _weights_file(vgg_type: str, pretrained_path: str | None) -> Path:
         f'{vgg_type}-<hash>.pth.')
 
 
-def _load_state_dict(path: Path) -> dict[str, Tensor]:
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # any unreadable or unsafe file is the user's to fix
-        raise CheckpointError(f'{path} cannot be read as a torch state dict: {exc}') from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f'{path} holds a {type(state).__name__}, not a torchvision VGG state dict.')
-    return state
-
-
 def _gram(features: Tensor) -> Tensor:
     n, c, h, w = features.shape
     flat = features.reshape(n, c, h * w)
@@ -195,7 +186,7 @@ class PerceptualLoss(nn.Module):
         self.criterion = criterion
         path = _weights_file(vgg_type, pretrained_path)
         self.vgg = VGGFeatures(vgg_type, max(layer_weights, key=names.index))
-        self.vgg.load_torchvision(_load_state_dict(path), str(path))
+        self.vgg.load_torchvision(extract_state_dict(load_checkpoint_file(path), None, str(path)), str(path))
         self.register_buffer('mean', torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from srkit.core.checkpoint import extract_state_dict, load_checkpoint_file
 from srkit.core.errors import CheckpointError
 from srkit.core.registry import LOSS_REGISTRY
 
@@ -53,13 +54,7 @@ def required_files(metric: str, weights: str | None, weights_what: str, backbone
 
 def load_state_dict(path: Path) -> dict[str, Tensor]:
     """A tensor dict from ``path``, read safely onto the CPU (the authors' LPIPS files were saved from a GPU)."""
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # any unreadable or unsafe file is the user's to fix
-        raise CheckpointError(f'{path} cannot be read as a torch state dict: {exc}') from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f'{path} holds a {type(state).__name__}, not a state dict.')
-    return state
+    return extract_state_dict(load_checkpoint_file(path), None, str(path))
 
 
 class VGG16Stages(nn.Module):

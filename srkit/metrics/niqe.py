@@ -149,7 +149,7 @@ def _luma(img: Tensor, test_y_channel: bool) -> Tensor:
     return torch.floor(plane + 0.5)
 
 
-@METRIC_REGISTRY.register(aliases=('niqe',), meta={'better': 'lower'})
+@METRIC_REGISTRY.register(aliases=('niqe',), meta={'better': 'lower', 'reference': False})
 def calculate_niqe(sr: Tensor, gt: Tensor | None = None, crop_border: int = 0,
                    test_y_channel: bool = True) -> Tensor:
     """NIQE of each image of an NCHW batch in [0, 255] (RGB or gray): float64 tensor (N,), lower is better.

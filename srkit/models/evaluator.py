@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,7 +23,7 @@ from srkit.core.registry import METRIC_REGISTRY
 from srkit.data.loader import build_dataloader
 from srkit.data.prefetchers import build_prefetcher
 
-__all__ = ['EvalResult', 'evaluate', 'quantize', 'bicubic_predictor', 'check_metrics']
+__all__ = ['EvalResult', 'evaluate', 'quantize', 'bicubic_predictor', 'check_metrics', 'needs_reference']
 
 logger = logging.getLogger('srkit')
 
@@ -55,11 +54,20 @@ def _metric_arguments(comp: Component, metric: Callable[..., torch.Tensor],
     return args
 
 
+def needs_reference(metric_type: str) -> bool:
+    """Whether the metric compares with a ground truth (PSNR, SSIM, LPIPS ...); NIQE registers as one that does
+    not, so it also scores sets without ground truth."""
+    meta = METRIC_REGISTRY.meta(metric_type)
+    return not (isinstance(meta, dict) and meta.get('reference') is False)
+
+
 def check_metrics(metrics: dict[str, Component], dataset: Dataset, dataset_name: str,
                   crop_border: int | None = None) -> None:
     """Run every metric once on blank images of the dataset's first ground truth's size, so that arguments
     that cannot work there (a negative or too large crop_border, SSIM on a too small image) are refused
-    before training or testing starts, naming the option, not after hours at the first validation."""
+    before training or testing starts, naming the option, not after hours at the first validation. A set
+    without ground truth is scored by its no-reference metrics only, which are not tried here (the SR size is
+    known only once the network has run)."""
     sample = dataset[0]
     if 'gt' not in sample or not metrics:
         return
@@ -100,16 +108,20 @@ def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, 
         lq_path = sample['lq_path'][0] if 'lq_path' in sample else str(index)
         name = Path(lq_path).stem
         row: dict[str, float | str] = {'image': name}
-        if 'gt' in sample and metrics:
+        gt_q = None
+        if 'gt' in sample:
             gt = sample['gt'].cpu()
             if sr.shape[-2:] != gt.shape[-2:]:
                 raise DataError(f'{dataset_name}: the output for {lq_path} is {tuple(sr.shape[-2:])} but its ground '
                                 f'truth {sample["gt_path"][0]} is {tuple(gt.shape[-2:])} (H, W); check the scale and '
                                 'the LR/HR pairing.')
-            sr_q, gt_q = quantize(sr.cpu()), quantize(gt)
-            for key, comp in metrics.items():
-                metric = METRIC_REGISTRY.get(comp.type)
-                row[key] = float(metric(sr_q, gt_q, **_metric_arguments(comp, metric, crop_border))[0])
+            gt_q = quantize(gt)
+        sr_q = quantize(sr.cpu())
+        for key, comp in metrics.items():
+            if gt_q is None and needs_reference(comp.type):
+                continue
+            metric = METRIC_REGISTRY.get(comp.type)
+            row[key] = float(metric(sr_q, gt_q, **_metric_arguments(comp, metric, crop_border))[0])
         if save_dir is not None:
             out_name = f'{name}_{suffix}.png' if suffix else f'{name}.png'
             write_image(save_dir / out_name, tensor_to_img(sr[0].cpu()))
@@ -117,8 +129,9 @@ def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, 
     gathered = sorted((item for part in all_gather_objects(local) for item in part), key=lambda item: item[0])
     result = EvalResult(dataset_name, [row for _, row in gathered])
     for key in metrics:
-        values = [float(row[key]) for row in result.per_image]
-        result.mean[key] = sum(values) / len(values) if values else math.nan
+        values = [float(row[key]) for row in result.per_image if key in row]
+        if values:
+            result.mean[key] = sum(values) / len(values)
     return result
 
 

@@ -35,7 +35,7 @@ from srkit.models.train_options import TrainOptions as BaseTrainOptions
 from srkit.models.train_options import check_component
 from srkit.optim.schedulers import warmup_factor
 
-__all__ = ['SRGANModel', 'GANTrainOptions']
+__all__ = ['SRGANModel', 'ESRGANModel', 'GANTrainOptions']
 
 
 @dataclass(kw_only=True)  # optim_d and gan_opt are required, after the base class's defaults
@@ -158,8 +158,26 @@ class SRGANModel(SRModel):
                 output_ema = self.ema.module(batch['lq'])
             weight = refined_artifact_map(batch['gt'], output, output_ema, 7)
             terms['l_g_ldl'] = self.ldl_loss(weight * output, weight * batch['gt'])
-        terms['l_g_gan'] = self.gan_loss(self.train_net_d(output), True, is_disc=False)
+        terms['l_g_gan'] = self.adversarial_term(output, gan_gt)
         return terms
+
+    def adversarial_term(self, output: torch.Tensor, gan_gt: torch.Tensor) -> torch.Tensor:
+        """The generator's GAN term: network_d should call ``output`` real."""
+        return self.gan_loss(self.train_net_d(output), True, is_disc=False)
+
+    def discriminator_terms(self, output: torch.Tensor, gan_gt: torch.Tensor
+                            ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """network_d's real and fake terms, each backpropagated as soon as it is made (BasicSR's order), with the
+        two predictions."""
+        with self.autocast():
+            real = self.train_net_d(gan_gt)
+            l_real = self.gan_loss(real, True, is_disc=True)
+        self.scaler.scale(l_real).backward()
+        with self.autocast():
+            fake = self.train_net_d(output.detach().clone())
+            l_fake = self.gan_loss(fake, False, is_disc=True)
+        self.scaler.scale(l_fake).backward()
+        return {'l_d_real': l_real, 'l_d_fake': l_fake}, real, fake
 
     def train_step(self, micro_batches: list[dict[str, Any]], current_iter: int) -> dict[str, float] | None:
         opt = self.train_options
@@ -179,21 +197,15 @@ class SRGANModel(SRModel):
                 terms.update(self.generator_terms(batch, output))
             self.scaler.scale(functools.reduce(operator.add, terms.values())).backward()
             self.net_d.requires_grad_(True)
-        gan_gt = self.generator_targets(batch)[2]
-        with self.autocast():
-            real = self.train_net_d(gan_gt)
-            terms['l_d_real'] = self.gan_loss(real, True, is_disc=True)
-        self.scaler.scale(terms['l_d_real']).backward()
-        with self.autocast():
-            fake = self.train_net_d(output.detach().clone())
-            terms['l_d_fake'] = self.gan_loss(fake, False, is_disc=True)
-        self.scaler.scale(terms['l_d_fake']).backward()
+        d_terms, real, fake = self.discriminator_terms(output, self.generator_targets(batch)[2])
+        terms.update(d_terms)
         totals = {key: float(value.detach()) for key, value in terms.items()}
         totals['out_d_real'], totals['out_d_fake'] = float(real.detach().mean()), float(fake.detach().mean())
         finite = all(math.isfinite(value) for value in totals.values())
         if finite and update_g and opt.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
-            finite = bool(torch.isfinite(nn.utils.clip_grad_norm_(self.net_g.parameters(), opt.grad_clip_norm)))
+            norm = nn.utils.clip_grad_norm_(self.net_g.parameters(), opt.grad_clip_norm)
+            finite = bool(torch.isfinite(norm)) or self.scaler.is_enabled()  # fp16 overflow: the scaler's (SRModel)
         if self.dist.distributed:
             flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
@@ -242,3 +254,32 @@ class SRGANModel(SRModel):
         self.optimizer_d.load_state_dict(saved['optimizer'])
         if self.scheduler_d is not None and saved.get('scheduler') is not None:
             self.scheduler_d.load_state_dict(saved['scheduler'])
+
+
+@MODEL_REGISTRY.register()
+class ESRGANModel(SRGANModel):
+    """ESRGAN (Wang et al., ECCV 2018 workshops): SRGANModel with the relativistic average GAN.
+
+    network_d judges whether a real image is more realistic than the average fake one and the reverse, as
+    BasicSR's ESRGANModel: the generator's term averages ``gan(D(gt) - mean D(output), fake)`` and
+    ``gan(D(output) - mean D(gt), real)``; network_d's terms are halved and use detached means.
+    """
+
+    def adversarial_term(self, output: torch.Tensor, gan_gt: torch.Tensor) -> torch.Tensor:
+        real = self.train_net_d(gan_gt).detach()
+        fake = self.train_net_d(output)
+        return (self.gan_loss(real - fake.mean(), False, is_disc=False)
+                + self.gan_loss(fake - real.mean(), True, is_disc=False)) / 2
+
+    def discriminator_terms(self, output: torch.Tensor, gan_gt: torch.Tensor
+                            ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        with self.autocast():
+            fake = self.train_net_d(output.detach()).detach()
+            real = self.train_net_d(gan_gt)
+            l_real = self.gan_loss(real - fake.mean(), True, is_disc=True) * 0.5
+        self.scaler.scale(l_real).backward()
+        with self.autocast():
+            fake = self.train_net_d(output.detach())
+            l_fake = self.gan_loss(fake - real.detach().mean(), False, is_disc=True) * 0.5
+        self.scaler.scale(l_fake).backward()
+        return {'l_d_real': l_real, 'l_d_fake': l_fake}, real, fake

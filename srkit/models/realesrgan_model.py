@@ -30,6 +30,8 @@ from srkit.data.realesrgan_degradation import SecondOrderDegradation, TrainingPa
 from srkit.models.gan_model import SRGANModel
 from srkit.models.sr_model import SRModel
 
+USM_RADIUS = 50  # usm_sharp's default, BasicSR's USMSharp
+
 __all__ = ['RealESRNetModel', 'RealESRGANModel', 'DegradationOptions', 'ESRNetOptions', 'ESRGANOptions']
 
 _DEGRADATION_KEYS = ('resize_prob', 'resize_range', 'gaussian_noise_prob', 'noise_range', 'poisson_scale_range',
@@ -39,30 +41,41 @@ _DEGRADATION_KEYS = ('resize_prob', 'resize_range', 'gaussian_noise_prob', 'nois
 
 @dataclass
 class DegradationOptions:
-    """Real-ESRGAN's top-level keys (BasicSR reads them from the top of the file, so srkit does too)."""
+    """Real-ESRGAN's top-level keys (BasicSR reads them from the top of the file, so srkit does too).
 
-    gt_size: int = option(doc='Side of the ground-truth patches cropped from the degraded batch.')
-    resize_prob: list[float] = option(doc='First round: probabilities of resizing up, down, or keeping the size.')
-    resize_range: list[float] = option(doc='First round: the range of the random resize factor.')
-    gaussian_noise_prob: float = option(doc='First round: probability of Gaussian (else Poisson) noise.')
-    noise_range: list[float] = option(doc='First round: Gaussian noise sigma range, in 8-bit levels.')
-    poisson_scale_range: list[float] = option(doc='First round: Poisson noise scale range.')
-    gray_noise_prob: float = option(doc='First round: probability that the noise is grey (same in R, G, B).')
-    jpeg_range: list[float] = option(doc='First round: JPEG quality range.')
-    second_blur_prob: float = option(doc='Probability of the second blur.')
-    resize_prob2: list[float] = option(doc='Second round: as resize_prob.')
-    resize_range2: list[float] = option(doc='Second round: as resize_range.')
-    gaussian_noise_prob2: float = option(doc='Second round: as gaussian_noise_prob.')
-    noise_range2: list[float] = option(doc='Second round: as noise_range.')
-    poisson_scale_range2: list[float] = option(doc='Second round: as poisson_scale_range.')
-    gray_noise_prob2: float = option(doc='Second round: as gray_noise_prob.')
-    jpeg_range2: list[float] = option(doc='Final JPEG quality range.')
+    The degradation keys and gt_size are required with ``high_order_degradation`` (the default) and unused
+    without it, when the model trains on a paired set's own (lq, gt) pairs, as BasicSR reads them only then.
+    """
+
+    resize_prob: list[float] | None = option(None, 'First round: probabilities of resizing up, down, or keeping.')
+    resize_range: list[float] | None = option(None, 'First round: the range of the random resize factor.')
+    gaussian_noise_prob: float | None = option(None, 'First round: probability of Gaussian (else Poisson) noise.')
+    noise_range: list[float] | None = option(None, 'First round: Gaussian noise sigma range, in 8-bit levels.')
+    poisson_scale_range: list[float] | None = option(None, 'First round: Poisson noise scale range.')
+    gray_noise_prob: float | None = option(None, 'First round: probability that the noise is grey (same in R, G, B).')
+    jpeg_range: list[float] | None = option(None, 'First round: JPEG quality range.')
+    second_blur_prob: float | None = option(None, 'Probability of the second blur.')
+    resize_prob2: list[float] | None = option(None, 'Second round: as resize_prob.')
+    resize_range2: list[float] | None = option(None, 'Second round: as resize_range.')
+    gaussian_noise_prob2: float | None = option(None, 'Second round: as gaussian_noise_prob.')
+    noise_range2: list[float] | None = option(None, 'Second round: as noise_range.')
+    poisson_scale_range2: list[float] | None = option(None, 'Second round: as poisson_scale_range.')
+    gray_noise_prob2: float | None = option(None, 'Second round: as gray_noise_prob.')
+    jpeg_range2: list[float] | None = option(None, 'Final JPEG quality range.')
+    gt_size: int | None = option(None, 'Side of the ground-truth patches cropped from the degraded batch (required '
+                                       'with high_order_degradation).')
     queue_size: int = option(180, 'Training pairs in the pool that mixes batches (a multiple of batch_size_per_gpu).')
     high_order_degradation: bool = option(True, 'false: train on the dataset\'s own (lq, gt) pairs instead.')
 
     def check(self, path: str) -> None:
-        if self.gt_size < 1:
+        if self.gt_size is not None and self.gt_size < 1:
             raise OptionError(f'Option "gt_size" must be a positive integer, got {self.gt_size}.', key='gt_size')
+        if not self.high_order_degradation:
+            return
+        missing = [key for key in ('gt_size', *_DEGRADATION_KEYS) if getattr(self, key) is None]
+        if missing:
+            raise OptionError(f'Option "{missing[0]}" is required: with high_order_degradation (the default) the '
+                              'ground truth is degraded on the fly and cropped to gt_size patches.', key=missing[0])
         try:
             self.degradation(scale=1)
             TrainingPairPool(self.queue_size)
@@ -89,16 +102,27 @@ class ESRGANOptions(DegradationOptions):
     gan_gt_usm: bool = option(False, 'network_d sees the USM-sharpened ground truth as real.')
 
 
-class _DegradesOnTheFly:
-    """What RealESRNetModel and RealESRGANModel add to their base: the batch degraded where it is trained."""
+class _DegradesOnTheFly(SRModel):
+    """What RealESRNetModel and RealESRGANModel add to their base: the batch degraded where it is trained, and the
+    generator and pool of that degradation in every training state."""
 
-    options: Options
-    device: torch.device
-    channels_last: bool
+    def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
+        super().__init__(options, device, dist)
+        if self.train_opt is not None:
+            self._setup_degradation()
+            self.check_batch_size()
 
-    def _setup_degradation(self, dist: DistContext) -> None:
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), 'degradation': self.degradation_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.load_degradation_state(state.get('degradation'))
+
+    def _setup_degradation(self) -> None:
         opt = self.degradation_options
-        self.degrade = opt.degradation(self.options.scale)
+        # only with the pipeline on: without it the degradation keys may be absent and are not read
+        self.degrade = opt.degradation(self.options.scale) if opt.high_order_degradation else None
         self.pool = TrainingPairPool(opt.queue_size)
         # seeded from the global RNG, which the trainer has seeded with the run's seed + rank
         self.degradation_rng = torch.Generator(self.device)
@@ -122,10 +146,12 @@ class _DegradesOnTheFly:
     def degraded_pair(self, gt: torch.Tensor, degrade_from: torch.Tensor, batch: dict[str, Any]
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """(lq, gt): ``degrade_from`` degraded, both cropped to gt_size, then mixed through the pool."""
+        assert self.degrade is not None  # prepare_batch degrades only with high_order_degradation
         lq = self.degrade(degrade_from, batch['kernel1'], batch['kernel2'], batch['sinc_kernel'],
                           self.degradation_rng)
-        gt, lq = paired_random_crop_batch(gt, lq, self.degradation_options.gt_size, self.options.scale,
-                                          self.degradation_rng)
+        gt_size = self.degradation_options.gt_size
+        assert gt_size is not None  # DegradationOptions.check requires it with high_order_degradation
+        gt, lq = paired_random_crop_batch(gt, lq, gt_size, self.options.scale, self.degradation_rng)
         lq, gt = self.pool(lq.contiguous(), gt.contiguous(), self.degradation_rng)
         if self.channels_last:
             lq, gt = (t.contiguous(memory_format=torch.channels_last) for t in (lq, gt))
@@ -144,16 +170,10 @@ class _DegradesOnTheFly:
 
 
 @MODEL_REGISTRY.register()
-class RealESRNetModel(_DegradesOnTheFly, SRModel):
+class RealESRNetModel(_DegradesOnTheFly):
     """Real-ESRNet: pixel losses on degraded-on-the-fly pairs (the first stage of Real-ESRGAN)."""
 
     TopLevelOptions = ESRNetOptions
-
-    def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
-        super().__init__(options, device, dist)
-        if self.train_opt is not None:
-            self._setup_degradation(dist)
-            self.check_batch_size()
 
     @torch.no_grad()
     def prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -166,13 +186,6 @@ class RealESRNetModel(_DegradesOnTheFly, SRModel):
         lq, gt = self.degraded_pair(gt, gt, batch)
         return {'lq': lq, 'gt': gt}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), 'degradation': self.degradation_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.load_degradation_state(state.get('degradation'))
-
 
 @MODEL_REGISTRY.register()
 class RealESRGANModel(_DegradesOnTheFly, SRGANModel):
@@ -183,11 +196,16 @@ class RealESRGANModel(_DegradesOnTheFly, SRGANModel):
     def __init__(self, options: Options, device: torch.device, dist: DistContext = DistContext()) -> None:
         super().__init__(options, device, dist)
         if self.train_opt is not None:
-            self._setup_degradation(dist)
-            self.check_batch_size()
+            side = self.training_gt_size()
+            if side is not None and side <= USM_RADIUS // 2:
+                raise OptionError(f'The training patches are {side}x{side}, but sharpening the ground truth (USM, as '
+                                  f'BasicSR: a {USM_RADIUS + 1}-pixel blur with reflected borders) needs more than '
+                                  f'{USM_RADIUS // 2} pixels a side; use larger patches (gt_size).', key='gt_size')
 
     def training_gt_size(self) -> int | None:
-        return self.degradation_options.gt_size
+        if self.degradation_options.high_order_degradation:
+            return self.degradation_options.gt_size
+        return super().training_gt_size()  # the paired training set crops its own patches
 
     @torch.no_grad()
     def prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -203,10 +221,3 @@ class RealESRGANModel(_DegradesOnTheFly, SRGANModel):
         pick = [batch['gt_usm'] if sharpened else batch['gt']
                 for sharpened in (opt.l1_gt_usm, opt.percep_gt_usm, opt.gan_gt_usm)]
         return pick[0], pick[1], pick[2]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), 'degradation': self.degradation_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.load_degradation_state(state.get('degradation'))

@@ -213,7 +213,9 @@ class SRModel:
         if finite and opt.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
             norm = nn.utils.clip_grad_norm_(self.net_g.parameters(), opt.grad_clip_norm)
-            finite = bool(torch.isfinite(norm))
+            # under fp16 an overflowed gradient is the scaler's: its step skips and its update lowers the scale, as
+            # without clipping (skipping here instead would leave the scaler unscaled for the next step)
+            finite = bool(torch.isfinite(norm)) or self.scaler.is_enabled()
         if self.dist.distributed:  # every rank must take the same decision
             flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
