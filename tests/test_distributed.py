@@ -191,3 +191,25 @@ def test_slurm_launcher_with_srun_environment(tmp_path, tiny):
     assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     assert 'batch 2 per process x 2 processes' in outputs[0][0]
     assert (tmp_path / 'slurm' / 'models' / 'net_g_latest.pth').exists()
+
+
+@pytest.mark.slow
+def test_a_gan_on_two_processes_equals_one_with_double_batch(tmp_path):
+    """SRGANModel under DistributedDataParallel: network_d wrapped too, frozen while network_g's adversarial term
+    backpropagates through it, network_g run without gradients while network_d trains alone (net_d_init_iters).
+    SGD, so that a gradient of ~1e-9 cannot flip an Adam step; no LDL, whose mask is a threshold."""
+    from test_gan_models import gan_data
+
+    data = gan_data(tmp_path, ['train.total_iter=4', 'train.net_d_init_iters=1', 'train.ldl_opt=null',
+                               'train.optim_g={type: SGD, lr: 0.01}', 'train.optim_d={type: SGD, lr: 0.01}'])
+    opt = tmp_path / 'gan.yml'
+    opt.write_text(json.dumps(data))  # JSON is YAML
+    two = launch('train.py', opt, 2, '--force_yml', f'path.experiments_root={tmp_path}/two', cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = launch('train.py', opt, 1, '--force_yml', 'datasets.train.batch_size_per_gpu=4',
+                 f'path.experiments_root={tmp_path}/one', cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    for net in ('net_g', 'net_d'):
+        a, b = (load_checkpoint_file(tmp_path / run / 'models' / f'{net}_latest.pth')['params']
+                for run in ('two', 'one'))
+        assert all(torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5) for k in a), net
