@@ -2,6 +2,7 @@
 
     python scripts/complexity.py --arch EIMN_A IMDN --scales 2 3 4 --out table.md table.csv
     python scripts/complexity.py --arch IMDN --scales 4 --latency --device cpu --runs 3   # CPU latency too
+    python scripts/complexity.py --arch SwinIR_S MambaIR_light --convention fvcore   # the transformer papers' count
 
 Counted for a 1280x720 output (input 640x360 / 427x240 / 320x180 at x2 / x3 / x4, docs/REFERENCE.md).
 Scales an architecture does not support are skipped with a note. Latency runs real 1280x720 forwards on
@@ -16,6 +17,7 @@ import argparse
 from srkit.archs import arch_spec
 from srkit.core.dist import select_device
 from srkit.engine.cli import run_entry_point
+from srkit.tools.complexity import CONVENTIONS
 from srkit.tools.complexity_table import measure_table, table_markdown, write_table
 
 
@@ -30,6 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help='time real forwards (default: only when --device is a GPU)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed forwards before timing')
     parser.add_argument('--runs', type=int, default=10, help='timed forwards; their median is reported')
+    parser.add_argument('--convention', choices=CONVENTIONS, default='srkit',
+                        help="Multi-Adds as the lightweight-CNN papers count them (srkit), or with LayerNorm and the "
+                             "selective scan charged as the transformer and Mamba papers' tables do (fvcore)")
     return parser.parse_args(argv)
 
 
@@ -47,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f'skipped {arch} x{scale}: {arch} supports scales {list(spec.scales)}')
     if device is not None and not timed:
         print(f'latency not measured on {device} by default (--latency measures it)')
-    rows = measure_table(jobs, latency_device=str(device) if timed else None, warmup=args.warmup, runs=args.runs)
+    rows = measure_table(jobs, latency_device=str(device) if timed else None, warmup=args.warmup, runs=args.runs,
+                         convention=args.convention)
     print(table_markdown(rows))
     for out in args.out:
         write_table(rows, out)

@@ -4,7 +4,8 @@ Convention (it reproduces the published figures): Multi-Adds are multiply-accumu
 product the forward runs (convolutions of any kind and groups, linear layers, matmuls), biases not
 counted, plus 2 per output element of an affine BatchNorm (1 without affine), as the NTIRE/AIM
 efficient-SR counter charges them. Activations, LayerNorm, pooling, PixelShuffle and element-wise
-products (attention gates) count nothing. Measured for a 1280x720 output:
+products (attention gates) count nothing (``convention='fvcore'`` adds LayerNorm and the selective scan, as the
+transformer and Mamba papers' tables do). Measured for a 1280x720 output:
 
 - IMDN: 158.77 / 71.50 / 40.89 G (input 640x360 / 427x240 / 320x180); paper 158.8 / 71.5 / 40.9 G.
 - EIMN_L: 212.7201 / 95.2779 / 54.3744 G and EIMN_A: 186.3789 / 83.5890 / 47.7891 G with the input
@@ -27,7 +28,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -37,10 +38,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-__all__ = ['count_macs', 'count_params', 'count_activations', 'peak_memory_bytes', 'measure_latency',
+__all__ = ['CONVENTIONS', 'count_macs', 'count_params', 'count_activations', 'peak_memory_bytes', 'measure_latency',
            'measure_cuda_peak_memory']
 
 T = TypeVar('T')
+Convention = Literal['srkit', 'fvcore']
+CONVENTIONS: tuple[Convention, ...] = ('srkit', 'fvcore')
+FVCORE_LAYER_NORM_MACS = 5  # per element, fvcore's LayerNorm handle
 # Ops whose outputs are "activations": convolutions, and linear layers (1x1 convolutions over tokens).
 _ACTIVATION_OPS = {torch.ops.aten.convolution.default, torch.ops.aten.addmm.default, torch.ops.aten.mm.default}
 
@@ -75,21 +79,57 @@ def count_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-def _forward_macs(net: nn.Module, shape: tuple[int, ...], device: torch.device | str) -> int:
-    norm_macs = 0
+def _layer_norm_flops(x: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return 2 * FVCORE_LAYER_NORM_MACS * x.numel()
+
+
+@contextlib.contextmanager
+def _counting_scans(net: nn.Module, add: Callable[[int], None]) -> Any:
+    """Each module's ``selective_scan`` attribute (MambaIR's SS2D) wrapped to charge MambaIR's own count of a scan,
+    9 B L D N + B D L for u (B, D, L) and A (D, N): its ``flops_selective_scan_ref`` with D and grouped B, C."""
+    scanning = [vars(m) for m in net.modules() if callable(vars(m).get('selective_scan'))]  # instance attributes
+    originals: list[Callable[..., torch.Tensor]] = [attributes['selective_scan'] for attributes in scanning]
+
+    def counted(scan: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def run(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            b, d, length = u.shape
+            add(9 * b * length * d * A.shape[-1] + b * d * length)
+            return scan(u, delta, A, *args, **kwargs)
+        return run
+
+    for attributes, scan in zip(scanning, originals):
+        attributes['selective_scan'] = counted(scan)
+    try:
+        yield
+    finally:
+        for attributes, scan in zip(scanning, originals):
+            attributes['selective_scan'] = scan
+
+
+def _forward_macs(net: nn.Module, shape: tuple[int, ...], device: torch.device | str,
+                  convention: Convention = 'srkit') -> int:
+    extra_macs = 0
+
+    def add(macs: int) -> None:
+        nonlocal extra_macs
+        extra_macs += macs
 
     def count_norm(module: _BatchNorm, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal norm_macs
-        norm_macs += output.numel() * (2 if module.affine else 1)
+        add(output.numel() * (2 if module.affine else 1))
 
+    mapping: dict[Any, Callable[..., int]] = dict(_EXTRA_FLOPS)
+    scans: Any = contextlib.nullcontext()
+    if convention == 'fvcore':
+        mapping[torch.ops.aten.native_layer_norm] = _layer_norm_flops
+        scans = _counting_scans(net, add)
     handles = [m.register_forward_hook(count_norm) for m in net.modules() if isinstance(m, _BatchNorm)]
     try:
-        with _frozen(net), FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOPS) as counter, torch.no_grad():
+        with _frozen(net), scans, FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
             net(torch.zeros(shape, device=device))
     finally:
         for handle in handles:
             handle.remove()
-    return counter.get_total_flops() // 2 + norm_macs
+    return counter.get_total_flops() // 2 + extra_macs
 
 
 def _batch_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -115,12 +155,17 @@ def _on_meta_or_real(net: nn.Module, input_shape: Sequence[int],
             net.train(training)
 
 
-def count_macs(net: nn.Module, input_shape: Sequence[int]) -> int:
+def count_macs(net: nn.Module, input_shape: Sequence[int], convention: Convention = 'srkit') -> int:
     """Multi-Adds of one eval-mode forward on an input of ``input_shape`` ((C, H, W) or (N, C, H, W)).
 
-    ``net`` itself is left as it was (mode, device, parameters).
+    ``convention``: 'srkit', the lightweight-CNN papers' count (the module docstring); 'fvcore', what the
+    transformer and Mamba papers' tables use on top of it: LayerNorm at 5 per element (fvcore's handle) and a
+    selective scan at MambaIR's own formula (see ``_counting_scans``). ``net`` itself is left as it was (mode,
+    device, parameters).
     """
-    return _on_meta_or_real(net, input_shape, _forward_macs)
+    if convention not in CONVENTIONS:
+        raise ValueError(f'convention must be one of {", ".join(CONVENTIONS)}, got {convention!r}')
+    return _on_meta_or_real(net, input_shape, lambda n, shape, device: _forward_macs(n, shape, device, convention))
 
 
 class _ForwardProbe(TorchDispatchMode):

@@ -18,6 +18,7 @@ from torch import nn
 from srkit.archs import arch_spec, create
 from srkit.core.errors import OptionError
 from srkit.tools.complexity import (
+    Convention,
     count_activations,
     count_macs,
     count_params,
@@ -56,13 +57,15 @@ class ComplexityRow:
 
 
 def measure_complexity(arch: str, scale: int, *, net: nn.Module | None = None, latency_device: str | None = None,
-                       warmup: int = 3, runs: int = 10) -> ComplexityRow:
+                       warmup: int = 3, runs: int = 10, convention: Convention = 'srkit') -> ComplexityRow:
     """Count everything for ``arch`` at ``scale`` (``net`` overrides the registered defaults, e.g. a run's
-    own network_g); latency only when ``latency_device`` is given, since it runs real 1280x720 forwards."""
+    own network_g); latency only when ``latency_device`` is given, since it runs real 1280x720 forwards.
+    ``convention``: how Multi-Adds are counted (srkit.tools.complexity.count_macs)."""
     net = net if net is not None else create(arch, scale)
     h, w = reference_input_hw(scale, arch_spec(arch).same_size_output)
     shape = (3, h, w)
-    row = ComplexityRow(arch, scale, h, w, count_params(net), count_macs(net, shape), count_activations(net, shape),
+    row = ComplexityRow(arch, scale, h, w, count_params(net), count_macs(net, shape, convention),
+                        count_activations(net, shape),
                         peak_memory_bytes(net, shape))
     if latency_device is not None:
         device = torch.device(latency_device)
@@ -77,13 +80,14 @@ def measure_complexity(arch: str, scale: int, *, net: nn.Module | None = None, l
 
 
 def measure_table(jobs: list[tuple[str, int]], *, latency_device: str | None = None, warmup: int = 3, runs: int = 10,
-                  report: Callable[[str], None] = print) -> list[ComplexityRow]:
+                  report: Callable[[str], None] = print, convention: Convention = 'srkit') -> list[ComplexityRow]:
     """``measure_complexity`` of each (arch, scale), reporting one line as each is done, so a long table shows
     progress; with latency (real forwards, the slow part) the line also estimates the time left."""
     rows: list[ComplexityRow] = []
     start = time.perf_counter()
     for done, (arch, scale) in enumerate(jobs, 1):
-        row = measure_complexity(arch, scale, latency_device=latency_device, warmup=warmup, runs=runs)
+        row = measure_complexity(arch, scale, latency_device=latency_device, warmup=warmup, runs=runs,
+                                 convention=convention)
         rows.append(row)
         line = (f'[{done}/{len(jobs)}] {arch} x{scale}: {row.params / 1e3:.1f} K params, '
                 f'{row.macs / 1e9:.2f} G Multi-Adds')
