@@ -233,3 +233,21 @@ def test_real_esrgan_without_high_order_degradation_trains_on_the_sets_pairs(tmp
     with pytest.raises(OptionError, match='16x16.*USM') as caught:
         Trainer(parse_options(data, is_train=True), DistContext())
     assert caught.value.key == 'gt_size'
+
+
+def test_a_test_file_of_a_real_esrgan_model_needs_no_degradation_keys(tmp_path):
+    """test.py reads none of Real-ESRGAN's training keys (BasicSR's test files for these models have none)."""
+    from srkit.core.registry import MODEL_REGISTRY
+
+    data = gan_data(tmp_path, model_type='RealESRGANModel')
+    for key in parse_yaml_text(REAL_ESRGAN_KEYS):
+        data.pop(key)
+    data.pop('train')
+    data['datasets'] = {'test_1': {'name': 'tiny', 'type': 'HRBicubicDataset', 'dataroot_gt': str(tmp_path / 'hr')}}
+    options = parse_options(data, is_train=False)
+    model = MODEL_REGISTRY.get('RealESRGANModel')(options, torch.device('cpu'))
+    assert model.predict(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+    data['train'] = gan_data(tmp_path)['train']
+    with pytest.raises(OptionError, match='"gt_size" is required') as caught:
+        parse_options(data, is_train=True)
+    assert caught.value.key == 'gt_size'

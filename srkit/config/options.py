@@ -317,6 +317,8 @@ def parse_options(data: dict[str, Any], *, is_train: bool, source: str = '<optio
         data, model_options = _split_model_options(data, model_cls)
         options = parse_dataclass(Options, data)
         options.model_options = model_options
+        if is_train and hasattr(model_options, 'check_training'):
+            model_options.check_training()  # what only training reads (e.g. Real-ESRGAN's degradation keys)
         options.is_train = is_train
         options.source = source
         own_scale = getattr(model_cls, 'multi_scale', False)

@@ -68,14 +68,22 @@ class DegradationOptions:
     high_order_degradation: bool = option(True, 'false: train on the dataset\'s own (lq, gt) pairs instead.')
 
     def check(self, path: str) -> None:
+        """The values given (test.py reads none of them, so a test file may leave them out)."""
         if self.gt_size is not None and self.gt_size < 1:
             raise OptionError(f'Option "gt_size" must be a positive integer, got {self.gt_size}.', key='gt_size')
+        if all(getattr(self, key) is not None for key in _DEGRADATION_KEYS):
+            self._check_degradation()
+
+    def check_training(self) -> None:
+        """What training needs: with high_order_degradation (the default) every degradation key and gt_size."""
         if not self.high_order_degradation:
             return
         missing = [key for key in ('gt_size', *_DEGRADATION_KEYS) if getattr(self, key) is None]
         if missing:
             raise OptionError(f'Option "{missing[0]}" is required: with high_order_degradation (the default) the '
                               'ground truth is degraded on the fly and cropped to gt_size patches.', key=missing[0])
+
+    def _check_degradation(self) -> None:
         try:
             self.degradation(scale=1)
             TrainingPairPool(self.queue_size)
