@@ -54,3 +54,19 @@ def test_without_a_pair_list_names_pair_through_filename_tmpl(tmp_path):
     dataset = RealESRGANPairedDataset(str(tmp_path / 'gt'), str(tmp_path / 'lq'), 2, filename_tmpl='{}x2',
                                       phase='val')
     assert [dataset[i]['lq_path'].rsplit('/', 1)[1] for i in range(2)] == ['a0x2.png', 'a1x2.png']
+
+
+def test_a_meta_info_list_may_name_images_in_sub_folders(tmp_path):
+    """Real-ESRGAN's meta_info files list paths like DF2K_HR_sub/0001_s001.png, relative to dataroot_gt."""
+    from srkit.data.realesrgan_dataset import RealESRGANDataset
+    from tests.test_gan_models import KERNELS
+
+    _write(tmp_path / 'gt' / 'DF2K_HR_sub' / 'a.png', 40, 40, 0)
+    _write(tmp_path / 'gt' / 'other.png', 40, 40, 1)
+    listing = tmp_path / 'meta_info.txt'
+    listing.write_text('DF2K_HR_sub/a.png\n')
+    dataset = RealESRGANDataset(str(tmp_path / 'gt'), meta_info=str(listing), **KERNELS)
+    assert len(dataset) == 1 and dataset[(0, 5)]['gt_path'].endswith('DF2K_HR_sub/a.png')
+    listing.write_text('DF2K_HR_sub/b.png\n')
+    with pytest.raises(DataError, match='1 listed image.*DF2K_HR_sub/b.png'):
+        RealESRGANDataset(str(tmp_path / 'gt'), meta_info=str(listing), **KERNELS)

@@ -41,6 +41,9 @@ class FileBackend(Protocol):
     def key_for_name(self, name: str) -> str:
         """The key of a file name as a meta_info file lists it."""
 
+    def missing(self, keys: list[str]) -> list[str]:
+        """Those of ``keys`` the backend does not hold, sorted."""
+
     def paired_key(self, key: str, filename_tmpl: str) -> str:
         """The key of the partner image, given a template such as ``'{}x4'`` applied to the name stem."""
 
@@ -104,6 +107,10 @@ class DiskBackend:
 
     def key_for_name(self, name: str) -> str:
         return name
+
+    def missing(self, keys: list[str]) -> list[str]:
+        """Checked as files, so a meta_info file may list images in sub-folders (Real-ESRGAN's lists do)."""
+        return sorted(k for k in set(keys) if not (self.root / k).is_file())
 
     def paired_key(self, key: str, filename_tmpl: str) -> str:
         stem, dot, ext = key.rpartition('.')
@@ -175,6 +182,9 @@ class LmdbBackend:
 
     def key_for_name(self, name: str) -> str:
         return strip_image_extension(name)
+
+    def missing(self, keys: list[str]) -> list[str]:
+        return sorted(set(keys) - set(self.keys()))
 
     def paired_key(self, key: str, filename_tmpl: str) -> str:
         return filename_tmpl.format(key)

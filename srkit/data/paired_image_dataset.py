@@ -46,13 +46,13 @@ def check_training_options(phase: str, scale: int, gt_size: int | None, lq_size:
 
 def list_keys(backend: FileBackend, meta_info_file: str | None, what: str) -> list[str]:
     """The keys of ``backend`` in order, or those ``meta_info_file`` names (each checked to exist)."""
-    available = backend.keys()
     if meta_info_file is None:
+        available = backend.keys()
         if not available:
             raise DataError(f'{backend.root}: no {what} images found (extensions: png, jpg, bmp, tif, webp...).')
         return available
     keys = [backend.key_for_name(name) for name in read_meta_info(meta_info_file)]
-    missing = sorted(set(keys) - set(available))
+    missing = backend.missing(keys)
     if missing:
         raise DataError(f'{meta_info_file}: {len(missing)} listed image(s) are not in {backend.root}, e.g. '
                         f'{backend.describe(missing[0])}.')

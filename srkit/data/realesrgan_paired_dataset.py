@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from srkit.core.errors import DataError
 from srkit.core.registry import DATASET_REGISTRY
-from srkit.data.file_backends import DiskBackend
 from srkit.data.paired_image_dataset import PairedImageDataset
 
 __all__ = ['RealESRGANPairedDataset', 'read_pairs']
@@ -57,10 +56,9 @@ class RealESRGANPairedDataset(PairedImageDataset):
             return super()._pair_keys(meta_info_file, filename_tmpl)
         pairs = read_pairs(self.pair_list)
         for backend, index in ((self.gt_backend, 0), (self.lq_backend, 1)):
-            stored = None if isinstance(backend, DiskBackend) else set(backend.keys())  # a folder may nest
-            for pair in pairs:
-                key = pair[index]
-                if not (Path(backend.describe(key)).is_file() if stored is None else key in stored):
-                    raise DataError(f'{self.pair_list}: {backend.describe(key)} (in the pair {", ".join(pair)}) is '
-                                    'not there.')
+            missing = backend.missing([pair[index] for pair in pairs])
+            if missing:
+                pair = next(p for p in pairs if p[index] == missing[0])
+                raise DataError(f'{self.pair_list}: {backend.describe(missing[0])} (in the pair {", ".join(pair)}) '
+                                'is not there.')
         return [gt for gt, _ in pairs], [lq for _, lq in pairs]
