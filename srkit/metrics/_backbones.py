@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from srkit.core.checkpoint import extract_state_dict, load_checkpoint_file
 from srkit.core.errors import CheckpointError
 from srkit.core.registry import LOSS_REGISTRY
+from srkit.metrics.psnr_ssim import cropped_pair
 
 __all__ = ['TORCHVISION_FILES', 'required_files', 'load_state_dict', 'VGG16Stages', 'image_pair']
 
@@ -88,18 +89,10 @@ class VGG16Stages(nn.Module):
 
 def image_pair(sr: Tensor, gt: Tensor, crop_border: int, min_side: int, metric: str) -> tuple[Tensor, Tensor]:
     """Validated, cropped float64 RGB copies of two NCHW batches (a gray image is scored as gray RGB)."""
-    if sr.shape != gt.shape:
-        raise ValueError(f'sr and gt differ in shape: sr {tuple(sr.shape)} and gt {tuple(gt.shape)}')
-    if sr.dim() != 4 or sr.shape[1] not in (1, 3):
+    a, b = cropped_pair(sr, gt, crop_border)
+    if a.shape[1] not in (1, 3):
         raise ValueError(f'{metric} scores NCHW RGB or gray images, got shape {tuple(sr.shape)}')
-    if crop_border < 0 or 2 * crop_border >= min(sr.shape[-2:]):
-        raise ValueError(f'crop_border {crop_border} leaves nothing of images of shape {tuple(sr.shape)}')
-    out = []
-    for im in (sr, gt):
-        if crop_border:
-            im = im[..., crop_border:-crop_border, crop_border:-crop_border]
-        out.append(im.to(torch.float64).expand(-1, 3, -1, -1))
-    if min(out[0].shape[-2:]) < min_side:
+    if min(a.shape[-2:]) < min_side:
         raise ValueError(f'{metric} needs images of at least {min_side}x{min_side} pixels after crop_border, '
-                         f'got {tuple(out[0].shape[-2:])}')
-    return out[0], out[1]
+                         f'got {tuple(a.shape[-2:])}')
+    return a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)

@@ -24,7 +24,7 @@ import torch
 from srkit.core.registry import METRIC_REGISTRY
 from srkit.metrics.color import rgb_to_y
 
-__all__ = ['psnr_reference', 'ssim_reference', 'calculate_psnr', 'calculate_ssim']
+__all__ = ['psnr_reference', 'ssim_reference', 'calculate_psnr', 'calculate_ssim', 'cropped_pair']
 
 _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
@@ -94,24 +94,27 @@ def ssim_reference(img: np.ndarray, img2: np.ndarray, crop_border: int,
 
 # ---------------------------------------------------------------- batched torch (what srkit uses)
 
-def _prepare(sr: torch.Tensor, gt: torch.Tensor, crop_border: int, test_y_channel: bool) -> tuple[torch.Tensor,
-                                                                                                 torch.Tensor]:
-    """Validated, cropped float64 NCHW copies (Y only with ``test_y_channel``)."""
+def cropped_pair(sr: torch.Tensor, gt: torch.Tensor, crop_border: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated float64 copies of two NCHW batches with ``crop_border`` pixels cut from every side: what every
+    full-reference metric starts from (a ValueError says what does not fit)."""
     if sr.shape != gt.shape:
         raise ValueError(f'sr and gt differ in shape: sr {tuple(sr.shape)} and gt {tuple(gt.shape)}')
     if sr.dim() != 4:
         raise ValueError(f'sr and gt must be NCHW tensors, got shape {tuple(sr.shape)}')
     if crop_border < 0 or 2 * crop_border >= min(sr.shape[-2:]):
         raise ValueError(f'crop_border {crop_border} leaves nothing of images of shape {tuple(sr.shape)}')
-    out = []
-    for im in (sr, gt):
-        if crop_border:
-            im = im[..., crop_border:-crop_border, crop_border:-crop_border]
-        im = im.to(torch.float64)
-        if test_y_channel:
-            im = rgb_to_y(im) if im.shape[1] == 3 else 16.0 + _Y_GAIN * im
-        out.append(im)
-    return out[0], out[1]
+    if crop_border:
+        sr, gt = (im[..., crop_border:-crop_border, crop_border:-crop_border] for im in (sr, gt))
+    return sr.to(torch.float64), gt.to(torch.float64)
+
+
+def _prepare(sr: torch.Tensor, gt: torch.Tensor, crop_border: int, test_y_channel: bool) -> tuple[torch.Tensor,
+                                                                                                 torch.Tensor]:
+    """Validated, cropped float64 NCHW copies (Y only with ``test_y_channel``)."""
+    a, b = cropped_pair(sr, gt, crop_border)
+    if test_y_channel:
+        a, b = (rgb_to_y(im) if im.shape[1] == 3 else 16.0 + _Y_GAIN * im for im in (a, b))
+    return a, b
 
 
 @METRIC_REGISTRY.register(aliases=('psnr',))
