@@ -140,7 +140,11 @@ def test_net_d_init_iters_train_only_the_discriminator(tmp_path):
 def test_real_esrgan_models_degrade_on_the_fly_and_resume_exactly(tmp_path, model_type):
     resumed_equals_straight(tmp_path, model_type)
     state = load_checkpoint_file(tmp_path / 'a' / 'exp' / 'training_states' / '6.state')
-    assert state['degradation']['pool']['filled'] == 4  # the queue of 4 pairs filled by the first two batches
+    pool = state['degradation']['pool']
+    assert pool['filled'] == 4  # the queue of 4 pairs filled by the first two batches
+    # exact 8-bit images are saved as uint8 (and resumed exactly, above); Real-ESRNet's sharpened GT is not 8-bit
+    assert pool['lq'].dtype == torch.uint8
+    assert pool['gt'].dtype == (torch.float32 if model_type == 'RealESRNetModel' else torch.uint8)
 
 
 def test_real_esrgan_batch_is_degraded_cropped_and_sharpened(tmp_path):

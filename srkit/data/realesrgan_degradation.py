@@ -205,8 +205,10 @@ class TrainingPairPool:
         return out_lq, out_gt
 
     def state_dict(self) -> dict[str, Any]:
-        """The queue and how full it is (the tensors themselves, as torch modules return them)."""
-        return {'queue_size': self.queue_size, 'filled': self.filled, 'lq': self.lq, 'gt': self.gt}
+        """The queue and how full it is. Images that are exact 8-bit levels (the degraded LR always, the ground
+        truth unless it was sharpened) are stored as uint8: a quarter of the bytes (the pool of Real-ESRGAN's
+        files, 160 pairs of 256x256 GT, takes 134 MB of a training state in float32), restored bit for bit."""
+        return {'queue_size': self.queue_size, 'filled': self.filled, 'lq': _compact(self.lq), 'gt': _compact(self.gt)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``state_dict()``; a pool saved with another queue_size is a CheckpointError."""
@@ -218,4 +220,17 @@ class TrainingPairPool:
             raise CheckpointError(f'the checkpoint\'s training pair pool holds {state["queue_size"]} pairs but '
                                   f'queue_size is {self.queue_size}; resume with the queue_size it was saved '
                                   'with.')
-        self.filled, self.lq, self.gt = int(state['filled']), state['lq'], state['gt']
+        self.filled, self.lq, self.gt = int(state['filled']), _expand(state['lq']), _expand(state['gt'])
+
+
+def _compact(images: torch.Tensor | None) -> torch.Tensor | None:
+    """``images`` as uint8 levels when that loses nothing, else as they are."""
+    if images is None or images.dtype != torch.float32:
+        return images
+    levels = (images * 255).round()
+    exact = bool(levels.min() >= 0) and bool(levels.max() <= 255) and torch.equal(levels / 255, images)
+    return levels.to(torch.uint8) if exact else images
+
+
+def _expand(images: torch.Tensor | None) -> torch.Tensor | None:
+    return images.float() / 255 if images is not None and images.dtype == torch.uint8 else images
