@@ -103,25 +103,26 @@ def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, 
         from tqdm import tqdm
         batches = tqdm(batches, total=len(indices), desc=f'Test {dataset_name}', unit='img', leave=False)
     local: list[tuple[int, dict[str, float | str]]] = []
+    no_reference = {key: comp for key, comp in metrics.items() if not needs_reference(comp.type)}  # sets without GT
     for index, sample in zip(indices, batches):
         sr = predict(sample['lq'])
         lq_path = sample['lq_path'][0] if 'lq_path' in sample else str(index)
         name = Path(lq_path).stem
         row: dict[str, float | str] = {'image': name}
-        gt_q = None
-        if 'gt' in sample:
-            gt = sample['gt'].cpu()
-            if sr.shape[-2:] != gt.shape[-2:]:
-                raise DataError(f'{dataset_name}: the output for {lq_path} is {tuple(sr.shape[-2:])} but its ground '
-                                f'truth {sample["gt_path"][0]} is {tuple(gt.shape[-2:])} (H, W); check the scale and '
-                                'the LR/HR pairing.')
-            gt_q = quantize(gt)
-        sr_q = quantize(sr.cpu())
-        for key, comp in metrics.items():
-            if gt_q is None and needs_reference(comp.type):
-                continue
-            metric = METRIC_REGISTRY.get(comp.type)
-            row[key] = float(metric(sr_q, gt_q, **_metric_arguments(comp, metric, crop_border))[0])
+        scored = metrics if 'gt' in sample else no_reference
+        if scored:
+            gt_q = None
+            if 'gt' in sample:
+                gt = sample['gt'].cpu()
+                if sr.shape[-2:] != gt.shape[-2:]:
+                    raise DataError(f'{dataset_name}: the output for {lq_path} is {tuple(sr.shape[-2:])} but its '
+                                    f'ground truth {sample["gt_path"][0]} is {tuple(gt.shape[-2:])} (H, W); check '
+                                    'the scale and the LR/HR pairing.')
+                gt_q = quantize(gt)
+            sr_q = quantize(sr.cpu())
+            for key, comp in scored.items():
+                metric = METRIC_REGISTRY.get(comp.type)
+                row[key] = float(metric(sr_q, gt_q, **_metric_arguments(comp, metric, crop_border))[0])
         if save_dir is not None:
             out_name = f'{name}_{suffix}.png' if suffix else f'{name}.png'
             write_image(save_dir / out_name, tensor_to_img(sr[0].cpu()))
