@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from script_helpers import Finished, run_in_process
 from training_helpers import TINY_TRAIN, make_images
 
 from srkit.archs import create
@@ -14,12 +15,12 @@ from srkit.archs import create
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(script: str, opt: Path, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / 'srkit' / script), '-opt', str(opt), *extra], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+def run(script: str, opt: Path, *extra: str, cwd: Path) -> Finished:
+    """``python srkit/<script> -opt opt *extra``, run in this process (the --help test runs the files themselves)."""
+    return run_in_process(script, ['-opt', str(opt), *extra], cwd)
 
 
-def assert_clean_failure(result: subprocess.CompletedProcess, *fragments: str) -> None:
+def assert_clean_failure(result: Finished, *fragments: str) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert 'Traceback' not in result.stderr, result.stderr
     for fragment in fragments:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_helpers import Finished, run_in_process
 from training_helpers import TINY_TRAIN, make_images
 
 from srkit.core.checkpoint import load_checkpoint_file
@@ -24,7 +25,11 @@ TIMEOUT = 240
 
 
 def launch(script: str, opt: Path, nproc: int, *extra: str, cwd: Path,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess | Finished:
+    """torchrun with ``nproc`` processes; a one-process reference run (no environment of its own) runs the
+    script in this process instead, as ``python srkit/<script>`` would."""
+    if nproc == 1 and env is None:
+        return run_in_process(script, ['-opt', str(opt), *extra], cwd)
     if nproc == 1:
         cmd = [sys.executable, str(REPO / 'srkit' / script), '-opt', str(opt), *extra]
     else:

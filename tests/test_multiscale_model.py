@@ -180,13 +180,16 @@ def test_test_run_scores_one_checkpoint_at_three_scales_in_one_table(tmp_path):
 
 @pytest.mark.slow
 def test_cpu_t91_config_trains_and_beats_bicubic(tmp_path):
-    """The shipped CPU config, run in full (1000 iterations, about 2 minutes on one thread): a shipped config
-    must beat the bicubic baseline the trainer logs, on the validation it ends with."""
+    """The shipped CPU config, shortened to 600 of its 1000 iterations (its cosine schedule over 600, one
+    validation at the end; the full run's 35.78 dB is in docs/IGCONV.md): a shipped config must beat the bicubic
+    baseline the trainer logs by over 1 dB (600 iterations gave 35.30 against 33.66)."""
     options = load_options(REPO / 'options' / 'train' / 'IGConv' / 'train_EDSR_tiny_IGConvPlus_T91_cpu.yml',
                            is_train=True, overrides=[
                                f'datasets.train.dataroot_gt={shared_path("data", "T91", "HR")}',
                                f'datasets.val.dataroot_gt={shared_path("data", "Set5", "HR")}',
-                               f'path.experiments_root={tmp_path / "exp"}'])
+                               f'path.experiments_root={tmp_path / "exp"}', 'train.total_iter=600',
+                               'train.scheduler.periods=[600]', 'val.val_freq=600',
+                               'logger.save_checkpoint_freq=600'])
     trainer = Trainer(options, DistContext())
     before = {k: v.clone() for k, v in trainer.model.net_g.state_dict().items()}
     trainer.train()

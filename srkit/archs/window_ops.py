@@ -80,7 +80,10 @@ class ShiftMaskCache(OrderedDict[MaskKey, Tensor]):
 
     def fetch(self, key: MaskKey, build: Callable[[], Tensor]) -> Tensor:
         """The mask for ``key``, from ``build()`` the first time (``build`` is looked up by the caller, so a
-        test can count its calls)."""
+        test can count its calls). Under torch.compile the mask is built inside the graph instead: filling the
+        cache there would change what the graph was traced against, and dynamo would compile the network again."""
+        if torch.compiler.is_compiling():
+            return build()
         mask = self.get(key)
         if mask is None:
             mask = self[key] = build()

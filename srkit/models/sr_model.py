@@ -29,7 +29,7 @@ from srkit.models.inference import predict, warn_if_tiling_inexact
 from srkit.models.train_options import TrainOptions as BaseTrainOptions
 from srkit.optim.schedulers import warmup_factor
 
-__all__ = ['SRModel', 'build_network', 'to_channels_last']
+__all__ = ['SRModel', 'build_network', 'compile_for_training', 'to_channels_last']
 
 logger = logging.getLogger('srkit')
 
@@ -43,6 +43,13 @@ def to_channels_last(net: nn.Module) -> None:
     for param in net.parameters():
         if param.dim() == 4:
             param.data = param.data.contiguous(memory_format=torch.channels_last)
+
+
+def compile_for_training(net: Callable[..., Any]) -> Callable[..., Any]:
+    """``train.compile``: torch.compile with static shapes. A run's batches keep one shape (a multi-scale run one
+    per scale, each compiled once); with torch's automatic dynamic shapes, a second shape made inductor fail on
+    EIMN's training graph ("cannot determine truth value of Relational", torch 2.13)."""
+    return torch.compile(net, dynamic=False)
 
 
 def build_network(options: Options) -> nn.Module:
@@ -131,7 +138,7 @@ class SRModel:
                 self.net_g, device_ids=ids,
                 find_unused_parameters=self.options.find_unused_parameters or self.has_frozen_phase())
         if opt.compile:
-            self.train_net = torch.compile(self.train_net)
+            self.train_net = compile_for_training(self.train_net)
 
     def has_frozen_phase(self) -> bool:
         """Whether some parameters get no gradient for a while (DDP must then look for unused ones)."""

@@ -31,7 +31,8 @@ class TrainOptions:
     amp: Literal['none', 'fp16', 'bf16'] = option('none', 'Mixed precision (fp16 needs CUDA; bf16 runs on CPU too).')
     channels_last: bool = option(True, 'channels_last memory format for the network and batches (only where the '
                                        "architecture's ArchSpec says channels_last_safe; the fastest exact path).")
-    compile: bool = option(False, 'torch.compile the training network.')
+    compile: bool = option(False, 'torch.compile the training network (static shapes: each batch shape is compiled '
+                                  'once; minutes on a CPU, see docs/GPU.md).')
     freeze_params: list[str] = option(doc='Glob patterns of parameter names frozen for the first freeze_iters '
                                           'iterations (e.g. train a new tail first).', factory=list)
     freeze_iters: int = option(0, 'How many iterations freeze_params stay frozen.')
