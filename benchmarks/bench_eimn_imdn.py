@@ -26,6 +26,7 @@ from torch import nn
 
 from srkit.archs import create
 from srkit.archs.weights import load_pretrained
+from srkit.models.sr_model import compile_for_training
 
 NETWORKS = {  # name: (architecture, scale, official file under weights/)
     'EIMN_A_x4': ('EIMN_A', 4, 'EIMN/EIMN_A_x4.pth'),
@@ -67,8 +68,8 @@ def prepare(net: nn.Module, path: str) -> tuple[nn.Module, Layout, contextlib.Ab
     if path == 'channels_last':
         return (net.to(memory_format=torch.channels_last),
                 lambda x: x.contiguous(memory_format=torch.channels_last), contextlib.nullcontext())
-    if path == 'compile':
-        return torch.compile(net), lambda x: x, contextlib.nullcontext()
+    if path == 'compile':  # as train.compile does it: static shapes (each workload has one)
+        return compile_for_training(net), lambda x: x, contextlib.nullcontext()
     if path == 'bf16':
         return net, lambda x: x, torch.autocast('cpu', dtype=torch.bfloat16)
     return net, lambda x: x, contextlib.nullcontext()

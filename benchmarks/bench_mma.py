@@ -11,10 +11,16 @@ output (640x360, 427x240, 320x180 at x2, x3, x4); one training step (a batch of 
 Times are medians of --repeats runs after --warmup runs; the networks take turns within each repeat, so a
 change in machine load hits all of them alike, and each is also given as a ratio to IMDN of the same run.
 Random (seeded) weights: speed does not depend on the values.
+
+MMA_light's no-grad forward is also timed with the scan it ran before selective_scan_inference (the chunked
+scan, which training still uses), in the same turns, on the same weights and input: the row
+"MMA_light (chunked scan)", and a printed line with the old / new latency ratio and the largest difference
+between the two outputs. --no-old-scan leaves it out (it takes about 3x MMA_light's forward).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import statistics
 import time
@@ -24,11 +30,12 @@ from unittest import mock
 import torch
 from torch import nn
 
-from srkit.archs import create
+from srkit.archs import create, mma_arch
 from srkit.archs.mma_arch import MMA, BiMamba
 from srkit.tools.complexity import count_macs, count_params
 
 NETWORKS = ('MMA_light', 'EIMN_A', 'IMDN')
+OLD_SCAN = 'MMA_light (chunked scan)'
 OUTPUT_HW = (720, 1280)
 # the module, not the function srkit.ops re-exports under the same name
 scan_module = importlib.import_module('srkit.ops.selective_scan')
@@ -44,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--batch', type=int, default=16, help='training batch')
     parser.add_argument('--patch', type=int, default=48, help='training LR patch size')
     parser.add_argument('--no-train', action='store_true', help='skip the training-step timing')
+    parser.add_argument('--no-old-scan', action='store_true',
+                        help="skip MMA_light's forward with the chunked scan it used before (the slow one)")
     return parser.parse_args()
 
 
@@ -71,11 +80,14 @@ def scan_multi_adds(net: nn.Module, input_hw: tuple[int, int]) -> int:
 
 
 class Workload:
-    """One network's inference or training step; ``run()`` does it once."""
+    """One network's inference or training step; ``run()`` does it once, with MMA's scan replaced by
+    ``scan`` when given."""
 
-    def __init__(self, net: nn.Module, kind: str, scale: int, args: argparse.Namespace, lr_hw: tuple[int, int]) -> None:
+    def __init__(self, net: nn.Module, kind: str, scale: int, args: argparse.Namespace, lr_hw: tuple[int, int],
+                 scan: Callable[..., torch.Tensor] | None = None) -> None:
         gen = torch.Generator().manual_seed(0)
-        self.net, self.kind = net, kind
+        self.net, self.kind, self.scan = net, kind, scan
+        self.output: torch.Tensor | None = None
         if kind == 'infer':
             self.net.eval()
             self.lq = torch.rand(1, 3, *lr_hw, generator=gen)
@@ -87,8 +99,9 @@ class Workload:
 
     def run(self) -> None:
         if self.kind == 'infer':
-            with torch.no_grad():
-                self.net(self.lq)
+            scan = mock.patch.object(mma_arch, 'selective_scan', self.scan) if self.scan else contextlib.nullcontext()
+            with torch.no_grad(), scan:
+                self.output = self.net(self.lq)
             return
         self.optimizer.zero_grad(set_to_none=True)
         nn.functional.l1_loss(self.net(self.lq), self.gt).backward()
@@ -123,13 +136,25 @@ def report_scale(scale: int, args: argparse.Namespace) -> list[str]:
     nets = {name: build(name, scale) for name in args.networks}
     sizes = {name: (count_params(net), multi_adds(net, lr_hw), scan_multi_adds(net, lr_hw))
              for name, net in nets.items()}
-    latency = median_times({n: Workload(net, 'infer', scale, args, lr_hw) for n, net in nets.items()}, args)
-    train: dict[str, float | None] = dict.fromkeys(nets)
+    inference = {n: Workload(net, 'infer', scale, args, lr_hw) for n, net in nets.items()}
+    if 'MMA_light' in nets and not args.no_old_scan:
+        inference[OLD_SCAN] = Workload(nets['MMA_light'], 'infer', scale, args, lr_hw,
+                                       scan=scan_module.selective_scan_chunked)
+        sizes[OLD_SCAN] = sizes['MMA_light']
+    latency = median_times(inference, args)
+    if OLD_SCAN in inference:
+        old, new = inference[OLD_SCAN].output, inference['MMA_light'].output
+        assert old is not None and new is not None
+        print(f'x{scale}: MMA_light forward, chunked scan / inference scan: '
+              f'{latency[OLD_SCAN] / latency["MMA_light"]:.2f}x ({latency[OLD_SCAN]:.3f} s / '
+              f'{latency["MMA_light"]:.3f} s); largest output difference {(old - new).abs().max().item():.2e}',
+              flush=True)
+    train: dict[str, float | None] = dict.fromkeys(latency)
     if not args.no_train:
         train.update(median_times({n: Workload(net, 'train', scale, args, lr_hw) for n, net in nets.items()}, args))
     base = 'IMDN' if 'IMDN' in nets else None
     rows = []
-    for name in nets:
+    for name in latency:
         params, macs, scan = sizes[name]
         ref_params, ref_macs = (sizes[base][0], sizes[base][1]) if base else (None, None)
         ref_latency, ref_train = (latency[base], train[base]) if base else (None, None)

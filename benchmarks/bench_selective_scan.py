@@ -1,4 +1,4 @@
-"""Throughput and peak memory of srkit's chunked selective scan vs the sequential recurrence (CPU).
+"""Throughput and peak memory of srkit's chunked and inference selective scans vs the sequential recurrence (CPU).
 
 Each measurement runs in a fresh process. Peak memory is the growth of the process's resident set over
 the first call: Linux's high-water mark (VmHWM) is reset through /proc/self/clear_refs just before the
@@ -8,6 +8,9 @@ torch's allocations). glibc is told to give every block over 64 KiB straight bac
 Time, in another process with the default allocator, is the best of --repeats calls after a warm-up.
 
     python benchmarks/bench_selective_scan.py --lengths 4096 65536
+
+"inference" (selective_scan_inference, forward only: what selective_scan runs on a CPU without autograd) is
+timed in forward mode, with --lanes and --steps as its group; each length also prints chunked / inference.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-VARIANTS = ('sequential', 'chunked', 'one-chunk')
+VARIANTS = ('sequential', 'chunked', 'one-chunk', 'inference')
 
 
 def _status_kb(field: str) -> int:
@@ -36,6 +39,7 @@ def _measure(variant: str, length: int, train: bool, args: argparse.Namespace, m
         selective_scan_chunked,
         selective_scan_reference,
     )
+    from srkit.ops.selective_scan import selective_scan_inference
 
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -52,6 +56,8 @@ def _measure(variant: str, length: int, train: bool, args: argparse.Namespace, m
         with torch.set_grad_enabled(train):
             if variant == 'sequential':
                 out = selective_scan_reference(u, delta, A, B, C, **kwargs)
+            elif variant == 'inference':
+                out = selective_scan_inference(u, delta, A, B, C, lanes=args.lanes, steps=args.steps, **kwargs)
             else:
                 out = selective_scan_chunked(u, delta, A, B, C, chunk_size=chunk, **kwargs)
             if train:
@@ -95,6 +101,8 @@ def main() -> None:
     parser.add_argument('--d-state', type=int, default=16)
     parser.add_argument('--chunk-size', type=int, default=None, help='default: srkit.ops.auto_chunk_size')
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--lanes', type=int, default=16, help="selective_scan_inference's lanes per group")
+    parser.add_argument('--steps', type=int, default=16, help="selective_scan_inference's tokens per lane")
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--modes', nargs='+', choices=('forward', 'train'), default=['forward', 'train'])
     parser.add_argument('--one-chunk-max', type=int, default=4096,
@@ -112,15 +120,20 @@ def main() -> None:
             results = {}
             for variant in VARIANTS:
                 if ((variant == 'one-chunk' and length > args.one_chunk_max)
+                        or (variant == 'inference' and mode == 'train')
                         or (variant == 'sequential' and mode == 'train' and length > args.sequential_train_max)):
                     continue
                 r = results[variant] = _run_isolated(variant, length, mode == 'train', args)
                 print(f'{length:>7} {mode:>7} {variant:>10} {r["chunk"] or "-":>6} {r["seconds"]:>8.3f} '
                       f'{r["cpu_seconds"]:>8.3f} {length / r["cpu_seconds"] / 1e6:>7.3f} {r["peak_mb"]:>8.1f}',
                       flush=True)
+            chunked = results['chunked']
+            if 'inference' in results:
+                print(f'{"":>7} {mode:>7} chunked / inference: CPU time x'
+                      f'{chunked["cpu_seconds"] / results["inference"]["cpu_seconds"]:.2f}')
             if 'sequential' not in results:
                 continue
-            seq, chunked = results['sequential'], results['chunked']
+            seq = results['sequential']
             speed = seq['cpu_seconds'] / chunked['cpu_seconds']
             print(f'{"":>7} {mode:>7} sequential / chunked: CPU time x{speed:.2f}, '
                   f'peak memory x{seq["peak_mb"] / max(chunked["peak_mb"], 0.1):.2f}')

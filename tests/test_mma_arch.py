@@ -1,6 +1,7 @@
 """MMA: shapes, the published size, the official state-dict layout and the bidirectional Mamba layer."""
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Iterator
 
@@ -8,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srkit.archs import arch_spec, create
+from srkit.archs import arch_spec, create, mma_arch
 from srkit.archs.mma_arch import MMA, BiMamba, _causal_conv_silu
-from srkit.ops import selective_scan_reference
+from srkit.ops import selective_scan_chunked, selective_scan_reference
+
+scan_module = importlib.import_module('srkit.ops.selective_scan')  # the package's attribute is the function
 
 PUBLISHED = {'num_feat': 192, 'num_block': 24}
 
@@ -145,3 +148,25 @@ def test_channels_last_and_fp16_autocast_match_the_spec():
         with torch.autocast('cpu', dtype=torch.float16):
             half = net(x)
     assert (half.float() - ref).abs().max() < 1e-2  # 8-bit images differ by at most ~2 levels
+
+
+def test_inference_scan_leaves_the_output_unchanged(monkeypatch):
+    """A no-grad forward runs selective_scan_inference; the chunked scan (what it ran before, and what training
+    runs) gives the same image within 1e-5 on the same weights and input."""
+    torch.manual_seed(0)
+    net = create('MMA_light', 2, num_block=2).eval()
+    x = torch.rand(1, 3, 13, 23)  # 299 tokens: more than one group of lanes, a multiple of no block size
+    used = []
+    real = scan_module.selective_scan_inference
+
+    def inference(*args, **kwargs):
+        used.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scan_module, 'selective_scan_inference', inference)
+    with torch.no_grad():
+        new = net(x)
+        monkeypatch.setattr(mma_arch, 'selective_scan', selective_scan_chunked)
+        old = net(x)
+    assert len(used) == 2 * 2  # two directions in each of the two blocks
+    assert (new - old).abs().max() <= 1e-5

@@ -1,4 +1,5 @@
-"""The chunked selective scan against the sequential recurrence (its definition), and against mamba_ssm."""
+"""The chunked and the inference selective scans against the sequential recurrence (their definition), and
+against mamba_ssm."""
 from __future__ import annotations
 
 import importlib
@@ -16,6 +17,7 @@ from srkit.ops import (
 )
 
 scan_module = importlib.import_module('srkit.ops.selective_scan')  # the package's attribute is the function
+selective_scan_inference = scan_module.selective_scan_inference
 
 F64_RTOL = 1e-5  # the brief's bound; float64 actually agrees to ~1e-14
 F32_RTOL = 1e-4  # float32 chunked vs float64 reference: cumulative sums reorder the rounding
@@ -148,6 +150,99 @@ def test_bad_shapes_are_rejected_with_the_reason():
         selective_scan_chunked(u, delta, A, B[0, :, 0].expand(6, 4), C)
     with pytest.raises(ValueError, match='groups'):
         selective_scan_chunked(u, delta, A, B.reshape(2, 4, 1, 8).expand(2, 4, 4, 8), C)
+
+
+def _detached(inputs):
+    return [t.detach() for t in inputs]
+
+
+def _scan_all(fn, inputs, **kwargs):
+    u, delta, A, B, C, D, z, delta_bias = inputs
+    return fn(u, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=True, **kwargs)
+
+
+# lanes x steps of 3 x 5 = 15 tokens per group: no length here is a multiple of it, 37 and 100 span several groups
+@pytest.mark.parametrize('length', [1, 7, 37, 100, 257])
+@pytest.mark.parametrize('groups', [0, 3])
+def test_inference_matches_sequential_float64(length, groups):
+    inputs = _detached(_inputs(length, groups=groups))
+    ref = _scan_all(selective_scan_reference, inputs)
+    out = _scan_all(selective_scan_inference, inputs, lanes=3, steps=5)
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    assert _rel(out, ref) < 1e-12  # the same recurrence, only grouped differently: float64 rounding
+
+
+def test_inference_default_lanes_and_without_optional_inputs():
+    u, delta, A, B, C, *_ = _detached(_inputs(300))  # 300 tokens: more than one default group, not a multiple
+    ref = selective_scan_reference(u, delta.abs(), A, B, C)
+    assert _rel(selective_scan_inference(u, delta.abs(), A, B, C), ref) < F64_RTOL
+    assert _rel(selective_scan_inference(u, delta.abs(), A, B, C, lanes=1, steps=1), ref) < F64_RTOL
+    empty = selective_scan_inference(u[..., :0], delta[..., :0], A, B[..., :0], C[..., :0])
+    assert empty.shape == (2, 6, 0)
+
+
+def test_inference_float32_and_half():
+    inputs64 = _detached(_inputs(300))
+    inputs32 = [t.float() for t in inputs64]
+    ref = _scan_all(selective_scan_reference, inputs64)
+    out = _scan_all(selective_scan_inference, inputs32)
+    assert out.dtype == torch.float32
+    assert _rel(out.double(), ref) < F32_RTOL
+    assert _rel(out, _scan_all(selective_scan_chunked, inputs32)) < F32_RTOL
+    u, delta, A, B, C, D, z, bias = inputs32
+    half = selective_scan_inference(u.half(), delta.half(), A, B.half(), C.half(), D, z.half(), bias, True)
+    full = selective_scan_inference(u.half().float(), delta.half().float(), A, B.half().float(), C.half().float(), D,
+                                    z.half().float(), bias, True)
+    assert half.dtype == torch.float16
+    assert _rel(half.float(), full) < 2e-3
+
+
+def test_inference_ignores_autocast_like_the_kernel():
+    """The read-out is a matmul, which CPU autocast runs in half precision unless it writes into a float32
+    ``out``: the scan must stay in float32, as mamba_ssm's kernel does."""
+    inputs = [t.float() for t in _detached(_inputs(60))]
+    full = _scan_all(selective_scan_inference, inputs)
+    for dtype in (torch.float16, torch.bfloat16):
+        with torch.autocast('cpu', dtype=dtype):
+            torch.testing.assert_close(_scan_all(selective_scan_inference, inputs), full, rtol=0, atol=0)
+
+
+def test_inference_strong_decay_stays_finite_and_exact():
+    """Decays that underflow float32 over a lane (exp(A * sum of delta) < e^-87): floored, still exact."""
+    u, delta, A, B, C, *_ = _detached(_inputs(300))
+    delta, A = delta.abs() * 40 + 5, A * 20
+    for dtype in (torch.float64, torch.float32):
+        args = [t.to(dtype) for t in (u, delta, A, B, C)]
+        out = selective_scan_inference(*args, lanes=4, steps=8)
+        assert torch.isfinite(out).all()
+        assert _rel(out.double(), selective_scan_reference(u, delta, A, B, C)) < F64_RTOL
+
+
+def test_inference_refuses_autograd_and_selective_scan_picks_the_scan_by_need(monkeypatch):
+    inputs = _inputs(40)
+    with pytest.raises(RuntimeError, match='selective_scan_chunked'):
+        _scan_all(selective_scan_inference, inputs)
+    calls = []
+
+    def spy(name):
+        real = getattr(scan_module, name)
+
+        def scan(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+        monkeypatch.setattr(scan_module, name, scan)
+
+    spy('selective_scan_inference')
+    spy('selective_scan_chunked')
+    with torch.no_grad():
+        no_grad = _scan_all(selective_scan, inputs)
+    with_grad = _scan_all(selective_scan, inputs)
+    assert calls == ['selective_scan_inference', 'selective_scan_chunked']
+    assert with_grad.requires_grad and not no_grad.requires_grad
+    assert _rel(no_grad, with_grad.detach()) < F64_RTOL
+    calls.clear()
+    _scan_all(selective_scan, [t.to('meta') for t in _detached(inputs)])  # shapes only: the chunked scan
+    assert calls == ['selective_scan_chunked']
 
 
 @pytest.mark.skipif(not (HAS_MAMBA_KERNEL and torch.cuda.is_available()),

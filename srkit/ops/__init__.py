@@ -4,9 +4,11 @@ from srkit.ops.selective_scan import (
                                       auto_chunk_size,
                                       selective_scan,
                                       selective_scan_chunked,
+                                      selective_scan_inference,
                                       selective_scan_reference,
 )
 
 __all__ = [
-    'HAS_MAMBA_KERNEL', 'auto_chunk_size', 'selective_scan', 'selective_scan_chunked', 'selective_scan_reference'
+    'HAS_MAMBA_KERNEL', 'auto_chunk_size', 'selective_scan', 'selective_scan_chunked', 'selective_scan_inference',
+    'selective_scan_reference'
 ]

@@ -17,6 +17,20 @@ of a large positive number is ever formed. A chunk is scanned in two levels, bot
 once, then the chain of block end states. Intermediates are O(batch * d_inner * d_state * T) whatever L
 is; with autograd each chunk is recomputed in the backward pass (activation checkpointing), so training
 keeps only the chunk inputs and the (batch, d_inner, d_state) state between chunks.
+
+``selective_scan_inference`` is the CPU forward when no gradient is wanted (``selective_scan`` picks it). It
+runs the recurrence itself, one multiply-add per token, channel and state, on ``lanes`` runs of ``steps``
+consecutive tokens side by side: each Python step updates all the lanes of a group at once, in place, in
+two buffers the size of one group. A first sweep gives every lane's end state from a zero start; chaining
+those (a short loop over the lanes, on (batch, d_inner, d_state) states) gives the state each lane is
+really entered with; a second sweep from there gives the states the output reads. It computes one
+exponential per element, exp(delta A) itself, where the log-depth scans compute one per pass, and no
+concatenation: about 3.6x faster than the chunked scan on one CPU thread (d_inner 120, d_state 16:
+MMA_light's scans), and as exact as the recurrence, since it is the recurrence. A lane's decay
+exp(A * sum of its deltas) is floored at exp(LOG_DECAY_FLOOR) = 8.8e-27: the exact value often underflows
+(half the lanes of MMA_light's backward scans), and x86 computes exponentials that underflow and products
+of subnormal numbers about 10x slower; the state it multiplies then keeps a part below 1e-26 of itself
+that it should have lost, far below float32's (and float64's) resolution.
 """
 from __future__ import annotations
 
@@ -34,13 +48,16 @@ except (ImportError, OSError):
     _kernel_scan = None
 
 __all__ = [
-    'HAS_MAMBA_KERNEL', 'auto_chunk_size', 'selective_scan', 'selective_scan_chunked', 'selective_scan_reference'
+    'HAS_MAMBA_KERNEL', 'auto_chunk_size', 'selective_scan', 'selective_scan_chunked', 'selective_scan_inference',
+    'selective_scan_reference'
 ]
 
 HAS_MAMBA_KERNEL = _kernel_scan is not None
 CHUNK_BYTES = 2 * 2**20  # one (batch, d_inner, chunk, d_state) intermediate; a chunk's autograd peak is ~50x
 BLOCK = 16  # tokens scanned together: log2(BLOCK) passes over a chunk, then one pass over its blocks
 MIN_CHUNK, MAX_CHUNK = BLOCK, 1024  # past ~1k tokens fewer Python steps stop paying for cache misses
+LOG_DECAY_FLOOR = -60.0  # selective_scan_inference's smallest decay over a lane (module docstring)
+LANES, LANE_STEPS = 16, 16  # selective_scan_inference's group; 8x32, 16x8, 32x16 timed the same on MMA_light
 
 
 class _Scan(NamedTuple):
@@ -188,9 +205,86 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     return _finish(y, u, D, z)
 
 
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _lane_layout(x: Tensor, group: int, steps: int) -> Tensor:
+    """(batch, ..., L) -> (L // (group * steps), steps, batch, group, ...): lane j holds tokens
+    [j * steps, (j + 1) * steps), lanes are taken ``group`` at a time, and the t-th tokens of a group's lanes
+    are contiguous, as one step reads them."""
+    x = x.reshape(*x.shape[:-1], -1, group, steps)
+    dims = x.dim()
+    return x.permute(dims - 3, dims - 1, 0, dims - 2, *range(1, dims - 3)).contiguous()
+
+
+def selective_scan_inference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
+                             z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False,
+                             lanes: int = LANES, steps: int = LANE_STEPS) -> Tensor:
+    """The selective scan without autograd: the recurrence, ``lanes`` runs of ``steps`` tokens at a time.
+
+    Its buffers are updated in place, so it refuses inputs that need a gradient (use
+    ``selective_scan_chunked``). Memory: two (batch, d_inner, lanes * steps, d_state) buffers besides the
+    inputs' size.
+    """
+    if _needs_grad(u, delta, A, B, C, delta_bias):
+        raise RuntimeError('selective_scan_inference has no backward; use selective_scan_chunked for autograd')
+    if lanes < 1 or steps < 1:
+        raise ValueError(f'selective_scan_inference: lanes and steps must be >= 1, got {lanes} and {steps}')
+    s = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    batch, groups, per_group, length = s.u.shape
+    group = max(1, min(lanes, -(-length // steps)))  # lanes stepped together; 1 for an empty sequence
+    extra = -length % (group * steps)  # padding tokens have delta = 0: decay 1 and no input
+    # (group index, steps, b, lane, g, 1, h) and (group index, steps, b, lane, g, n, 1)
+    delta_ = _lane_layout(_pad_tokens(s.delta, -1, extra).unsqueeze(2), group, steps)
+    delta_u = _lane_layout(_pad_tokens(s.u, -1, extra).unsqueeze(2), group, steps).mul_(delta_)
+    B_, C_ = (_lane_layout(_pad_tokens(x.permute(0, 1, 4, 2, 3), -1, extra), group, steps) for x in (s.B, s.C))
+    A_ = s.A.transpose(-1, -2)  # (g, n, h)
+    # (group index, b, lane, g, n, h): exp(A * a lane's sum of delta), floored (see LOG_DECAY_FLOOR)
+    lane_decay = (delta_.sum(1) * A_).clamp_(min=LOG_DECAY_FLOOR).exp_()
+    y = s.u.new_empty(*delta_.shape[:-2], per_group)  # (group index, steps, b, lane, g, h)
+    _scan_lane_groups(delta_, delta_u, A_, B_, C_, lane_decay, y)
+    y = y.permute(2, 4, 5, 0, 3, 1).reshape(batch, groups, per_group, -1)[..., :length]
+    return _finish(y, u, D, z)
+
+
+def _scan_lane_groups(delta: Tensor, delta_u: Tensor, A: Tensor, B: Tensor, C: Tensor, lane_decay: Tensor,
+                      y: Tensor) -> None:
+    """selective_scan_inference's loop over groups of lanes, in its layouts; writes the read-out into ``y``.
+
+    States are laid out (..., d_state, channels): the read-out <C_t, h_t> is then a batched
+    (1 x d_state) @ (d_state x channels) product instead of a reduction over 16 contiguous numbers.
+    """
+    steps, batch, group = delta.shape[1:4]
+    d_groups, d_state, per_group = A.shape
+    decay = y.new_empty(steps, batch, group, d_groups, d_state, per_group)
+    states = torch.empty_like(decay)
+    entered = y.new_zeros(batch, group + 1, d_groups, d_state, per_group)  # lane entry states, then the exit
+    for index in range(delta.shape[0]):
+        entered[:, 0] = entered[:, group]  # the previous group's exit state
+        torch.mul(delta[index], A, out=decay).exp_()
+        torch.mul(delta_u[index], B[index], out=states)
+        decay_at, state_at = decay.unbind(0), states.unbind(0)  # views, indexed per step
+        local = state_at[0]
+        for t in range(1, steps):  # every lane's end state from a zero start
+            local = torch.addcmul(state_at[t], decay_at[t], local)
+        lane_ends = zip(local.unbind(1), lane_decay[index].unbind(1), entered.unbind(1), entered[:, 1:].unbind(1))
+        for end, through, start, next_start in lane_ends:  # chained: the state each next lane is entered with
+            torch.addcmul(end, through, start, out=next_start)
+        state_at[0].addcmul_(decay_at[0], entered[:, :group])
+        for t in range(1, steps):
+            state_at[t].addcmul_(decay_at[t], state_at[t - 1])
+        torch.matmul(C[index].reshape(-1, 1, d_state), states.view(-1, d_state, per_group),  # float32 under
+                     out=y[index].view(-1, 1, per_group))  # autocast too: an out= product is not autocast
+
+
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
                    z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False) -> Tensor:
-    """mamba_ssm's CUDA kernel on CUDA tensors when it is installed, the chunked PyTorch scan otherwise."""
+    """mamba_ssm's CUDA kernel on CUDA tensors when it is installed; else, on a CPU and without autograd,
+    ``selective_scan_inference``; the chunked PyTorch scan otherwise (training, other devices, and the meta
+    device, where complexity counting wants one op per pass, not one per token step)."""
     if _kernel_scan is not None and u.is_cuda:
         return _kernel_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if u.device.type == 'cpu' and not _needs_grad(u, delta, A, B, C, D, z, delta_bias):
+        return selective_scan_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
