@@ -70,6 +70,7 @@ WEIGHT_KEYS = {  # section -> pattern of its keys that hold weights (rule 2)
 }
 ONE_IMAGE = 'butterfly.png'  # Set5's smallest image: a run's evaluation reads only it (see run_overrides)
 NEVER = 10**9  # an iteration a one-iteration run never reaches
+T91_SHORTEST_SIDE = 78  # t20.bmp: an HR patch must fit in every training image
 
 
 def seed_files(root: Path) -> list[Path]:
@@ -249,11 +250,12 @@ def _takes_meta_info_file(type_name: Any) -> bool:
 def run_overrides(data: dict[str, Any], kind: Kind, tmp: Path) -> list[str]:
     """``--force_yml`` overrides that make the first step small enough for a CPU, touching nothing it tests.
 
-    Training: one iteration of batch 2 on small patches (``lq_size`` 16 or ``gt_size`` 48, whichever the file
-    sets, in the training set or at the top level as Real-ESRGAN's files do), no DataLoader workers, no
-    TensorBoard, progress logged every iteration, validation at that iteration, and the one checkpoint train.py
-    writes at the end. Evaluation (validation and test.py) reads
-    one image of each set where its dataset takes ``meta_info_file``; the sets are Set5 after ``rewrite``.
+    Training: one iteration of batch 2 on small patches (``lq_size`` 16, less where a random scale up to 8
+    would need HR patches larger than T91's smallest image, or ``gt_size`` 48, whichever the file sets, in the
+    training set or at the top level as Real-ESRGAN's files do), no DataLoader workers, no TensorBoard, progress
+    logged every iteration, validation at that iteration, and the one checkpoint train.py writes at the end.
+    Evaluation (validation and test.py) reads one image of each set where its dataset takes ``meta_info_file``;
+    the sets are Set5 after ``rewrite``.
     """
     overrides = []
     tmp.mkdir(parents=True, exist_ok=True)
@@ -266,7 +268,9 @@ def run_overrides(data: dict[str, Any], kind: Kind, tmp: Path) -> list[str]:
         prefix = f'datasets.{key}'
         if str(key).startswith('train'):
             overrides += [f'{prefix}.batch_size_per_gpu=2', f'{prefix}.num_worker_per_gpu=0']
-            overrides += [f'{prefix}.lq_size=16'] if 'lq_size' in entry else []
+            if 'lq_size' in entry:  # 16, or less where the largest random scale would need a bigger HR patch
+                largest = max(entry.get('random_scales') or [1])
+                overrides.append(f'{prefix}.lq_size={min(16, T91_SHORTEST_SIDE // largest)}')
             overrides += [f'{prefix}.gt_size=48'] if 'gt_size' in entry else []
         elif _takes_meta_info_file(entry.get('type')):
             overrides.append(f'{prefix}.meta_info_file={one}')
