@@ -33,8 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=3, help='untimed forwards before timing')
     parser.add_argument('--runs', type=int, default=10, help='timed forwards; their median is reported')
     parser.add_argument('--convention', choices=CONVENTIONS, default='srkit',
-                        help="Multi-Adds as the lightweight-CNN papers count them (srkit), or with LayerNorm and the "
-                             "selective scan charged as the transformer and Mamba papers' tables do (fvcore)")
+                        help="Multi-Adds as the lightweight-CNN papers count them (srkit), or as fvcore counts them "
+                             "(norms, upsampling, pooling and the selective scan too), as the transformer and Mamba "
+                             "papers' tables do (fvcore)")
     return parser.parse_args(argv)
 
 

@@ -4,8 +4,9 @@ Convention (it reproduces the published figures): Multi-Adds are multiply-accumu
 product the forward runs (convolutions of any kind and groups, linear layers, matmuls), biases not
 counted, plus 2 per output element of an affine BatchNorm (1 without affine), as the NTIRE/AIM
 efficient-SR counter charges them. Activations, LayerNorm, pooling, PixelShuffle and element-wise
-products (attention gates) count nothing (``convention='fvcore'`` adds LayerNorm and the selective scan, as the
-transformer and Mamba papers' tables do). Measured for a 1280x720 output:
+products (attention gates) count nothing (``convention='fvcore'`` adds what fvcore's default handles charge
+beyond those products, norms, upsampling and average pooling, and the selective scan, as the transformer and Mamba
+papers' tables do). Measured for a 1280x720 output:
 
 - IMDN: 158.77 / 71.50 / 40.89 G (input 640x360 / 427x240 / 320x180); paper 158.8 / 71.5 / 40.9 G.
 - EIMN_L: 212.7201 / 95.2779 / 54.3744 G and EIMN_A: 186.3789 / 83.5890 / 47.7891 G with the input
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +35,9 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
+from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -44,7 +48,6 @@ __all__ = ['CONVENTIONS', 'count_macs', 'count_params', 'count_activations', 'pe
 T = TypeVar('T')
 Convention = Literal['srkit', 'fvcore']
 CONVENTIONS: tuple[Convention, ...] = ('srkit', 'fvcore')
-FVCORE_LAYER_NORM_MACS = 5  # per element, fvcore's LayerNorm handle
 # Ops whose outputs are "activations": convolutions, and linear layers (1x1 convolutions over tokens).
 _ACTIVATION_OPS = {torch.ops.aten.convolution.default, torch.ops.aten.addmm.default, torch.ops.aten.mm.default}
 
@@ -79,8 +82,39 @@ def count_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-def _layer_norm_flops(x: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return 2 * FVCORE_LAYER_NORM_MACS * x.numel()
+def _fvcore_norm(arguments: dict[str, Any], out: Any) -> int:
+    return arguments['input'].numel() * (5 if arguments.get('weight') is not None else 4)  # fvcore: "a rough estimate"
+
+
+def _fvcore_interpolate(arguments: dict[str, Any], out: torch.Tensor) -> int:
+    return out.numel() * {'nearest': 1, 'bilinear': 4}.get(arguments.get('mode', 'nearest'), 0)
+
+
+# fvcore's default handles beyond matrix products (fvcore/nn/flop_count.py, 0.1.5), by the functional call its jit
+# trace records as aten::layer_norm, aten::upsample_nearest2d, ...: the norms 5 per input element with an affine
+# weight and 4 without, nearest upsampling 1 and bilinear 4 per output element, adaptive average pooling 1 per input
+# element, grid sampling 4 per output element. Other modes (bicubic, nearest-exact) have no handle: 0.
+_FVCORE_CHARGES: dict[Callable[..., Any], Callable[[dict[str, Any], Any], int]] = {
+    F.layer_norm: _fvcore_norm, F.group_norm: _fvcore_norm, F.instance_norm: _fvcore_norm,
+    F.interpolate: _fvcore_interpolate, F.grid_sample: lambda arguments, out: 4 * out.numel(),
+    F.adaptive_avg_pool2d: lambda arguments, out: arguments['input'].numel()}
+
+
+class _FvcoreCharges(TorchFunctionMode):
+    """Charges the ops in ``_FVCORE_CHARGES`` at the function call, where fvcore's jit trace sees them: below it
+    torch decomposes some (an adaptive pool to 1x1 runs as a plain mean, which fvcore does not charge)."""
+
+    def __init__(self, add: Callable[[int], None]) -> None:
+        super().__init__()
+        self.add = add
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        charge = _FVCORE_CHARGES.get(func)
+        if charge is not None:
+            self.add(charge(inspect.signature(func).bind(*args, **kwargs).arguments, out))
+        return out
 
 
 @contextlib.contextmanager
@@ -117,14 +151,13 @@ def _forward_macs(net: nn.Module, shape: tuple[int, ...], device: torch.device |
     def count_norm(module: _BatchNorm, inputs: tuple, output: torch.Tensor) -> None:
         add(output.numel() * (2 if module.affine else 1))
 
-    mapping: dict[Any, Callable[..., int]] = dict(_EXTRA_FLOPS)
-    scans: Any = contextlib.nullcontext()
-    if convention == 'fvcore':
-        mapping[torch.ops.aten.native_layer_norm] = _layer_norm_flops
-        scans = _counting_scans(net, add)
+    fvcore = convention == 'fvcore'
+    scans = _counting_scans(net, add) if fvcore else contextlib.nullcontext()
+    charges = _FvcoreCharges(add) if fvcore else contextlib.nullcontext()
     handles = [m.register_forward_hook(count_norm) for m in net.modules() if isinstance(m, _BatchNorm)]
     try:
-        with _frozen(net), scans, FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
+        with _frozen(net), scans, FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOPS) as counter, \
+                charges, torch.no_grad():
             net(torch.zeros(shape, device=device))
     finally:
         for handle in handles:
@@ -158,10 +191,11 @@ def _on_meta_or_real(net: nn.Module, input_shape: Sequence[int],
 def count_macs(net: nn.Module, input_shape: Sequence[int], convention: Convention = 'srkit') -> int:
     """Multi-Adds of one eval-mode forward on an input of ``input_shape`` ((C, H, W) or (N, C, H, W)).
 
-    ``convention``: 'srkit', the lightweight-CNN papers' count (the module docstring); 'fvcore', what the
-    transformer and Mamba papers' tables use on top of it: LayerNorm at 5 per element (fvcore's handle) and a
-    selective scan at MambaIR's own formula (see ``_counting_scans``). ``net`` itself is left as it was (mode,
-    device, parameters).
+    ``convention``: 'srkit', the lightweight-CNN papers' count (the module docstring); 'fvcore', what fvcore's
+    FlopCountAnalysis gives (the transformer and Mamba papers' tables, SMFANet's script): on top of it, norms at 5
+    per element (4 without affine), nearest / bilinear upsampling at 1 / 4 per output element, adaptive average
+    pooling at 1 per input element (``_FVCORE_CHARGES``), and a selective scan at MambaIR's own formula (see
+    ``_counting_scans``). ``net`` itself is left as it was (mode, device, parameters).
     """
     if convention not in CONVENTIONS:
         raise ValueError(f'convention must be one of {", ".join(CONVENTIONS)}, got {convention!r}')
