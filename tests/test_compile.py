@@ -34,16 +34,20 @@ def test_training_step_compiles_once_and_matches_eager(name: str) -> None:
     def forward(net: torch.nn.Module) -> torch.Tensor:
         return runner(net, spec, scale)(x)
 
+    trains = any(p.requires_grad for p in eager.parameters())  # a fixed upsampler (Bicubic) has nothing to train
     torch.manual_seed(1)  # the same dropout / drop-path draws in both
     expected = forward(eager)
-    expected.abs().mean().backward()
     torch.manual_seed(1)
     out = runner(step, spec, scale)(x)  # type: ignore[arg-type]
-    out.abs().mean().backward()
+    if trains:
+        expected.abs().mean().backward()
+        out.abs().mean().backward()
     tolerance = 1e-4 * max(1.0, float(expected.abs().max()))
     assert (out - expected).abs().max() <= tolerance, 'the compiled forward differs from eager'
     for (key, a), b in zip(eager.named_parameters(), compiled_net.parameters()):
         if a.grad is not None:
             assert b.grad is not None and torch.isfinite(b.grad).all(), key
     with torch._dynamo.config.patch(error_on_recompile=True):  # a second step runs the same graph
-        runner(step, spec, scale)(x).abs().mean().backward()  # type: ignore[arg-type]
+        again = runner(step, spec, scale)(x)  # type: ignore[arg-type]
+        if trains:
+            again.abs().mean().backward()
