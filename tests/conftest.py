@@ -54,3 +54,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def srkit_records_reach_caplog(monkeypatch):
+    """Every test starts with the srkit logger propagating to the root logger, where caplog listens: a run in
+    this process before it (Trainer, train.py's main) has set propagation off (setup_logger's console handler
+    prints instead), and a test's outcome must not depend on which tests ran before it in its worker."""
+    import logging
+    monkeypatch.setattr(logging.getLogger('srkit'), 'propagate', True)

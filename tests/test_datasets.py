@@ -187,8 +187,7 @@ def test_option_errors(pairs):
         paired(pairs, 'redis')
 
 
-def test_corrupt_image_fails_with_its_name_or_is_skipped(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger('srkit'), 'propagate', True)  # setup_logger may have turned it off
+def test_corrupt_image_fails_with_its_name_or_is_skipped(tmp_path, caplog):
     rng = np.random.default_rng(3)
     for name in ('a', 'b', 'c'):
         hr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)

@@ -61,9 +61,8 @@ def test_self_ensemble_of_equivariant_op_is_identity():
 
 
 @pytest.fixture
-def srkit_warnings(caplog, monkeypatch):
-    """caplog sees srkit's records even after an earlier test's setup_logger stopped their propagation."""
-    monkeypatch.setattr(logging.getLogger('srkit'), 'propagate', True)
+def srkit_warnings(caplog):
+    """srkit's warnings (conftest keeps them propagating to caplog)."""
     caplog.set_level(logging.WARNING, logger='srkit')
     return caplog
 
@@ -99,3 +98,37 @@ def test_upscale_and_sr_model_warn_once_when_tiling_an_inexact_network(tmp_path,
     for _ in range(2):
         model.predict(lq, tile=8)
     assert len(caplog.records) == 2 and 'IMDN' in caplog.records[-1].getMessage()
+
+
+EIMN_NET = 'network_g={type: EIMN, embed_dims: 16, num_stages: 2, scale: 2}'  # its ArchSpec has an inference form
+
+
+def _randomize_batch_norms(net: nn.Module) -> None:
+    """Running statistics other than the defaults, so that folding them is tested."""
+    generator = torch.Generator().manual_seed(3)
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+
+
+@torch.no_grad()
+def test_evaluation_runs_the_inference_form_rebuilt_only_when_the_weights_change(tmp_path):
+    model = SRModel(tiny_options(tmp_path, [EIMN_NET], is_train=False), torch.device('cpu'))
+    _randomize_batch_norms(model.net_g)
+    lq = torch.rand(1, 3, 11, 13)
+    form = model.inference_network()
+    assert form is not model.net_g and model.inference_network() is form  # built once for these weights
+    assert (model.predict(lq) - model.net_g.eval()(lq)).abs().max() <= 1e-5
+
+    next(model.net_g.parameters()).add_(0.05)  # an optimizer step changes parameters in place
+    rebuilt = model.inference_network()
+    assert rebuilt is not form
+    assert (model.predict(lq) - model.net_g.eval()(lq)).abs().max() <= 1e-5
+
+    model.net_g.train()(lq)  # a training forward moves BatchNorm's running statistics, and nothing else
+    assert model.inference_network() is not rebuilt
+    assert (model.predict(lq) - model.net_g.eval()(lq)).abs().max() <= 1e-5
+
+    off = SRModel(tiny_options(tmp_path, [EIMN_NET, 'val.inference_form=false'], is_train=False), torch.device('cpu'))
+    assert off.inference_network() is off.net_g

@@ -133,14 +133,9 @@ def test_an_invalid_variable_names_srkit_num_threads(monkeypatch, value):
 
 @pytest.fixture
 def srkit_log(caplog):
-    """The srkit logger's records (it may not propagate to the root logger once set up)."""
-    log = logging.getLogger('srkit')
-    log.addHandler(caplog.handler)
-    level = log.level
-    log.setLevel(logging.INFO)
-    yield caplog
-    log.removeHandler(caplog.handler)
-    log.setLevel(level)
+    """The srkit logger's INFO records (conftest keeps them propagating to caplog)."""
+    caplog.set_level(logging.INFO, logger='srkit')
+    return caplog
 
 
 def test_apply_sets_both_pools_and_logs_the_choice(machine, srkit_log, monkeypatch):

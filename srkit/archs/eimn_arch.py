@@ -24,12 +24,19 @@ __all__ = ['EIMN', 'EIMNBaidu', 'EIMN_A', 'EIMN_L']
 
 logger = logging.getLogger('srkit')
 
+
+def _inference_form(net: nn.Module) -> nn.Module:
+    """srkit.archs.eimn_fused.fuse_eimn, imported on use (that module builds on this one's classes)."""
+    from srkit.archs.eimn_fused import fuse_eimn
+    return fuse_eimn(net)
+
+
 # Every op works at any input size (stride 1, 'same' padding, global pooling). float16: LayerNorm
 # statistics stay in float32 under autocast, and with the official checkpoints on Set5/Set14 no
 # intermediate exceeds |1.2e3| (float16 max 65504); autocast float16 moves Set5 x4 PSNR by < 0.001 dB.
 EIMN_SPEC = ArchSpec(scales=(2, 3, 4), scale_arg='scale', pad_multiple=1, min_size=1, fp16_safe=True,
                      channels_last_safe=True, tiling_exact=False,
-                     subpixel_tail=('tail',))
+                     subpixel_tail=('tail',), inference_form=_inference_form)
 # Parameter counts of the presets come from the official checkpoints (BatchNorm running stats are buffers).
 EIMN_L_SPEC = replace(EIMN_SPEC, params={2: 981724, 3: 990379})
 EIMN_A_SPEC = replace(EIMN_SPEC, params={2: 860098, 3: 868753, 4: 880870})

@@ -39,6 +39,17 @@ __all__ = ['ETDS', 'ETDSForInference', 'Plain', 'inference_out_channels', 'check
 ETDS_SPEC = ArchSpec(scales=(), fp16_safe=True, channels_last_safe=True)
 
 
+def _plain_inference_form(net: nn.Module) -> nn.Module:
+    """srkit.archs.etds_fused.fuse_etds_plain, imported on use (that module builds on this one's classes)."""
+    from srkit.archs.etds_fused import fuse_etds_plain
+    return fuse_etds_plain(net)
+
+
+# The plain form (ETDSForInference and its presets) has an inference form; the training form returns two
+# images and the ablation has no clamp, so theirs would be other functions.
+ETDS_PLAIN_SPEC = replace(ETDS_SPEC, inference_form=_plain_inference_form)
+
+
 def _conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1)
 
@@ -131,7 +142,7 @@ class ETDS(nn.Module):
         return high + low, low
 
 
-@ARCH_REGISTRY.register(meta=ETDS_SPEC)
+@ARCH_REGISTRY.register(meta=ETDS_PLAIN_SPEC)
 class ETDSForInference(nn.Module):
     """Plain form: conv + ReLU stack whose last two convs compute clamp(y, 0, 1) as ReLU(1 - ReLU(1 - y)).
 
@@ -205,22 +216,22 @@ def ETDS_M7C48(upscale: int = 4) -> ETDS:
     return ETDS(upscale=upscale, num_block=7, num_feat=48)
 
 
-@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={2: 41512, 3: 46792, 4: 54112}))
+@ARCH_REGISTRY.register(meta=replace(ETDS_PLAIN_SPEC, params={2: 41512, 3: 46792, 4: 54112}))
 def ETDSForInference_M4C32(upscale: int = 4) -> ETDSForInference:
     return ETDSForInference(upscale=upscale, num_block=4, num_feat=32)
 
 
-@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={2: 13944, 3: 16920, 4: 21360}))
+@ARCH_REGISTRY.register(meta=replace(ETDS_PLAIN_SPEC, params={2: 13944, 3: 16920, 4: 21360}))
 def ETDSForInference_M5C16(upscale: int = 4) -> ETDSForInference:
     return ETDSForInference(upscale=upscale, num_block=5, num_feat=16)
 
 
-@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={2: 60008, 3: 65288, 4: 72608}))
+@ARCH_REGISTRY.register(meta=replace(ETDS_PLAIN_SPEC, params={2: 60008, 3: 65288, 4: 72608}))
 def ETDSForInference_M6C32(upscale: int = 4) -> ETDSForInference:
     return ETDSForInference(upscale=upscale, num_block=6, num_feat=32)
 
 
-@ARCH_REGISTRY.register(meta=replace(ETDS_SPEC, params={2: 152184, 3: 159768, 4: 169968}))
+@ARCH_REGISTRY.register(meta=replace(ETDS_PLAIN_SPEC, params={2: 152184, 3: 159768, 4: 169968}))
 def ETDSForInference_M7C48(upscale: int = 4) -> ETDSForInference:
     return ETDSForInference(upscale=upscale, num_block=7, num_feat=48)
 

@@ -67,9 +67,15 @@ class IMDB(nn.Module):
         return self.c5(self.cca(torch.cat(parts, dim=1))) + x
 
 
+def _inference_form(net: nn.Module) -> nn.Module:
+    """srkit.archs.imdn_fused.fuse_imdn, imported on use (that module builds on this one's classes)."""
+    from srkit.archs.imdn_fused import fuse_imdn
+    return fuse_imdn(net)
+
+
 # Parameter counts of the defaults (the published models) come from the official checkpoints.
 @ARCH_REGISTRY.register(meta=ArchSpec(scales=(2, 3, 4), tiling_exact=False, subpixel_tail=('upsampler',),
-                                      params={2: 694404, 3: 703059, 4: 715176}))
+                                      params={2: 694404, 3: 703059, 4: 715176}, inference_form=_inference_form))
 class IMDN(nn.Module):
     """IMDN (official option names): head conv, ``num_modules`` IMDBs whose outputs are all concatenated,
     1x1 fusion + LeakyReLU, 3x3 conv, shallow-feature residual, conv + PixelShuffle upsampler.
@@ -101,7 +107,7 @@ class IMDN(nn.Module):
 
 
 @ARCH_REGISTRY.register(meta=ArchSpec(scales=(4,), pad_multiple=4, min_size=4, tiling_exact=False,
-                                      same_size_output=True, params={4: 752104}))
+                                      same_size_output=True, params={4: 752104}, inference_form=_inference_form))
 class IMDN_AS(IMDN):
     """IMDN for real-world SR at any size: two stride-2 head convs, so a x4 upsampler returns the input's
     size (height and width must be multiples of 4).

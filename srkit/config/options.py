@@ -142,6 +142,9 @@ class ValOptions:
     tile_size: int = option(0, 'Run images in tiles of this many LR pixels (0: whole images).')
     tile_overlap: int = option(16, 'LR pixels each tile sees beyond its border (cover the receptive field).')
     self_ensemble: bool = option(False, 'Average the x8 flip/transpose geometric ensemble.')
+    inference_form: bool = option(True, "Evaluate through the architecture's inference form where its ArchSpec has "
+                                        'one (EIMN, IMDN, plain ETDS: BatchNorm folded, fast CPU kernels; outputs '
+                                        "within 1e-5 of the network's); false: the network itself.")
 
     def check(self, path: str) -> None:
         if self.val_freq < 1:

@@ -7,6 +7,7 @@ Subclasses change a training step by overriding ``compute_losses`` (e.g. ETDS's 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import functools
 import logging
@@ -98,6 +99,7 @@ class SRModel:
         self.ddp: nn.parallel.DistributedDataParallel | None = None
         self.nonfinite_total = 0
         self.nonfinite_streak = 0
+        self._inference_forms: dict[int, _CachedForm] = {}  # id(network) -> its inference form
         if self.train_opt is not None:
             self._setup_training(self.train_opt)
 
@@ -280,8 +282,32 @@ class SRModel:
         return self.options.scale
 
     def inference_network(self, use_ema: bool = True, scale: int | None = None) -> nn.Module:
-        """The network ``f(x)`` that predicts at ``scale`` (a single-scale network ignores it)."""
-        return self.ema.module if (use_ema and self.ema is not None) else self.net_g
+        """The network ``f(x)`` that predicts at ``scale`` (a single-scale network ignores it): the architecture's
+        inference form of the EMA or raw weights where it has one and ``val.inference_form`` is on."""
+        net = self.ema.module if (use_ema and self.ema is not None) else self.net_g
+        val = self.options.val
+        if self.spec.inference_form is None or (val is not None and not val.inference_form):
+            return net
+        return self._inference_form(net)
+
+    def _inference_form(self, net: nn.Module) -> nn.Module:
+        """``spec.inference_form(net)``, rebuilt only when the weights changed since it was last built, so that a
+        validation builds it once, test.py once per run, not once per image.
+
+        A parameter changed in place (an optimizer step, the EMA update, load_state_dict) bumps its version
+        counter; BatchNorm's running statistics are updated by its kernel without one, so the buffers, a few
+        thousand numbers, are compared by value with a copy kept with the form.
+        """
+        params, buffers = list(net.parameters()), list(net.buffers())
+        key = (tuple(p._version for p in params), tuple(t.data_ptr() for t in params + buffers))
+        cached = self._inference_forms.get(id(net))
+        if (cached is None or cached.key != key
+                or not all(torch.equal(kept, now) for kept, now in zip(cached.buffers, buffers))):
+            assert self.spec.inference_form is not None
+            with torch.no_grad():
+                form = self.spec.inference_form(net).eval()
+            cached = self._inference_forms[id(net)] = _CachedForm(key, [b.clone() for b in buffers], form)
+        return cached.form
 
     def output_scale(self, scale: int | None = None) -> int:
         """How much larger predict's output is than its input at ``scale`` (1 for same-size models)."""
@@ -293,10 +319,12 @@ class SRModel:
         scale = self.eval_scale(scale)
         warn_if_tiling_inexact(self, self.spec.tiling_exact, self.options.network_g.type, tile)
         net = self.inference_network(use_ema, scale)
+        # An inference form computes in float32 (it fills preallocated float32 buffers): no autocast around it.
+        float32 = self.train_opt is None or any(net is cached.form for cached in self._inference_forms.values())
         was_training = net.training
         net.eval()
         try:
-            with self.autocast() if self.train_opt is not None else contextlib.nullcontext():
+            with contextlib.nullcontext() if float32 else self.autocast():
                 lq = lq.to(self.device)
                 if self.channels_last:
                     lq = lq.contiguous(memory_format=torch.channels_last)
@@ -336,6 +364,14 @@ class SRModel:
             self.ema.load_state_dict(state['ema'])
         self.scaler.load_state_dict(state['scaler'])
         self.nonfinite_total, self.nonfinite_streak = state.get('nonfinite', [0, 0])
+
+
+@dataclasses.dataclass
+class _CachedForm:
+    """An inference form and what it was built from: the parameters' versions and addresses, the buffers' values."""
+    key: tuple
+    buffers: list[torch.Tensor]
+    form: nn.Module
 
 
 def _cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
