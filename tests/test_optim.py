@@ -145,3 +145,21 @@ def test_resume_reproduces_the_uninterrupted_run(name, kwargs) -> None:
     resumed = first + train(weight, optimizer, scheduler, 8)
     assert resumed == uninterrupted
     assert torch.equal(weight.detach(), final)
+
+
+@pytest.mark.parametrize('scheduler, arguments, named', [
+    ('CosineAnnealingRestartLR', {'periods': [None]}, 'periods'),
+    ('CosineAnnealingRestartLR', {'periods': None}, 'periods'),
+    ('CosineAnnealingRestartLR', {'periods': [10], 'restart_weights': ['a']}, 'restart_weights'),
+    ('CosineAnnealingRestartLR', {'periods': [10], 'eta_min': None}, 'eta_min'),
+    ('CosineAnnealingRestartLR', {'periods': [0]}, 'periods'),
+    ('MultiStepRestartLR', {'milestones': 5}, 'milestones'),
+    ('MultiStepRestartLR', {'milestones': [5], 'gamma': None}, 'gamma'),
+    ('MultiStepRestartLR', {'milestones': [5], 'restarts': [True]}, 'restarts'),
+])
+def test_restart_schedulers_name_a_wrong_argument(scheduler, arguments, named):
+    """Their arguments come untyped from the option file: a wrong one is an OptionError naming it, never a
+    TypeError inside the arithmetic (which srkit would report as its own bug)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(OptionError, match=named):
+        get_scheduler_class(scheduler)(optimizer, **arguments)

@@ -19,6 +19,20 @@ from srkit.core.registry import SCHEDULER_REGISTRY, RegistryError
 __all__ = ['MultiStepRestartLR', 'CosineAnnealingRestartLR', 'get_scheduler_class', 'warmup_factor']
 
 
+def _numbers(scheduler: str, name: str, values: object, kind: type, positive: bool = False) -> list:
+    """``values`` as a list of ``kind`` (int: iteration counts; float: weights, ints accepted), or an OptionError
+    naming the argument: these come untyped from the option file, and a wrong entry must not reach the
+    arithmetic below as a TypeError (a bug's exit)."""
+    accepted = (int,) if kind is int else (int, float)
+    if (not isinstance(values, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, accepted)
+                                                       for v in values)):
+        raise OptionError(f'{scheduler}: {name} must be a list of {"integers" if kind is int else "numbers"}, '
+                          f'got {values!r}.')
+    if positive and any(v <= 0 for v in values):
+        raise OptionError(f'{scheduler}: {name} must be positive iteration counts; got {list(values)}.')
+    return list(values)
+
+
 @SCHEDULER_REGISTRY.register
 class MultiStepRestartLR(lr_scheduler.LRScheduler):
     """Multiply the rate by ``gamma`` at each milestone; at a restart, reset it to initial * weight.
@@ -29,13 +43,17 @@ class MultiStepRestartLR(lr_scheduler.LRScheduler):
 
     def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
                  restarts: Sequence[int] = (0,), restart_weights: Sequence[float] = (1,)) -> None:
+        milestones = _numbers('MultiStepRestartLR', 'milestones', milestones, int)
+        [gamma] = _numbers('MultiStepRestartLR', 'gamma', [gamma], float)
+        restarts = _numbers('MultiStepRestartLR', 'restarts', restarts, int)
+        restart_weights = _numbers('MultiStepRestartLR', 'restart_weights', restart_weights, float)
         if len(restarts) != len(restart_weights):
             raise OptionError(f'MultiStepRestartLR: restarts ({len(restarts)}) and restart_weights '
                               f'({len(restart_weights)}) must have the same length.')
         self.milestones = sorted(milestones)
         self.gamma = gamma
-        self.restarts = list(restarts)
-        self.restart_weights = list(restart_weights)
+        self.restarts = restarts
+        self.restart_weights = restart_weights
         super().__init__(optimizer)
 
     def get_lr(self) -> list[float | Tensor]:
@@ -57,14 +75,14 @@ class CosineAnnealingRestartLR(lr_scheduler.LRScheduler):
 
     def __init__(self, optimizer: Optimizer, periods: Sequence[int], restart_weights: Sequence[float] = (1,),
                  eta_min: float = 0.0) -> None:
-        if len(periods) != len(restart_weights):
+        periods = _numbers('CosineAnnealingRestartLR', 'periods', periods, int, positive=True)
+        restart_weights = _numbers('CosineAnnealingRestartLR', 'restart_weights', restart_weights, float)
+        [eta_min] = _numbers('CosineAnnealingRestartLR', 'eta_min', [eta_min], float)
+        if not periods or len(periods) != len(restart_weights):
             raise OptionError(f'CosineAnnealingRestartLR: periods ({len(periods)}) and restart_weights '
-                              f'({len(restart_weights)}) must have the same length.')
-        if not periods or min(periods) <= 0:
-            raise OptionError('CosineAnnealingRestartLR: periods must be positive iteration counts; '
-                              f'got {list(periods)}.')
-        self.periods = list(periods)
-        self.restart_weights = list(restart_weights)
+                              f'({len(restart_weights)}) must have the same length, at least 1.')
+        self.periods = periods
+        self.restart_weights = restart_weights
         self.eta_min = eta_min
         self.cumulative_periods = [sum(self.periods[:i + 1]) for i in range(len(self.periods))]
         super().__init__(optimizer)
