@@ -15,12 +15,13 @@ from srkit.core.threads import apply_threads, available_cpus, busy_cores, cgroup
 
 @pytest.fixture(autouse=True)
 def machine(monkeypatch, tmp_path):
-    """A machine with 8 CPUs, no cgroup quota, an idle load and no thread variables (pytest-xdist sets
+    """A machine with 8 CPUs, no cgroup quota, an idle load, no /proc/stat and no thread variables (pytest-xdist sets
     OMP_NUM_THREADS); torch's setters record instead of changing the test process."""
     for name in ('SRKIT_NUM_THREADS', 'OMP_NUM_THREADS', 'LOCAL_WORLD_SIZE'):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
     monkeypatch.setattr(threads, 'CGROUP_CPU_MAX', tmp_path / 'no_cgroup')
+    monkeypatch.setattr(threads, 'PROC_STAT', tmp_path / 'no_proc_stat')  # the load average alone, unless a test
     monkeypatch.setattr(os, 'getloadavg', lambda: (0.0, 0.0, 0.0))
     monkeypatch.setattr(threads.time, 'process_time', lambda: 0.0)
     calls = {}
@@ -91,6 +92,37 @@ def test_this_process_own_share_of_the_load_is_not_counted(monkeypatch):
     assert busy_cores(1)[0] == 0
     load(monkeypatch, 2.1)
     assert busy_cores(2)[0] == 0  # two ranks started together: both shares are ours
+
+
+def runnable(monkeypatch, tmp_path, *counts: int) -> None:
+    """/proc/stat whose procs_running reads ``counts`` in turn (the last one from then on)."""
+    stat = tmp_path / 'stat'
+    looks = iter(counts)
+    monkeypatch.setattr(threads, 'PROC_STAT', stat)
+    def look(count: int) -> None:
+        stat.write_text(f'cpu 1 2\nprocs_running {count}\nprocs_blocked 0\n')
+
+    monkeypatch.setattr(threads.time, 'sleep', lambda seconds: look(next(looks, counts[-1])))
+    look(next(looks))
+
+
+def test_a_load_that_has_ended_is_not_counted(monkeypatch, tmp_path):
+    """The load average still holds a job that ended seconds ago; nothing else runs now: all cores are free."""
+    load(monkeypatch, 3.2)
+    runnable(monkeypatch, tmp_path, 1)  # this process alone
+    assert busy_cores(1) == (0, 3.2) and choose_threads(None, 1)[0] == 8
+
+
+def test_runnable_now_is_the_largest_of_several_looks_and_never_raises_the_load(monkeypatch, tmp_path):
+    load(monkeypatch, 3.2)
+    runnable(monkeypatch, tmp_path, 1, 3, 2, 1, 1)  # one look in five sees two other threads
+    assert threads.runnable_now() == 3
+    runnable(monkeypatch, tmp_path, 1, 3, 2, 1, 1)
+    assert busy_cores(1) == (2, 3.2)
+    runnable(monkeypatch, tmp_path, 9)  # a burst right now above the minute's average: the average stands
+    assert busy_cores(1) == (3, 3.2)
+    runnable(monkeypatch, tmp_path, 3)  # two ranks of one torchrun job, both running: neither counts as busy
+    assert busy_cores(2) == (1, 3.2)
 
 
 def test_torchrun_ranks_share_the_free_cores(monkeypatch):

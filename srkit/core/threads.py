@@ -24,11 +24,13 @@ import torch
 from srkit.core.errors import OptionError
 
 __all__ = ['ENV_VAR', 'choose_threads', 'apply_threads', 'available_cpus', 'cgroup_cpu_limit', 'busy_cores',
-           'local_world_size']
+           'local_world_size', 'runnable_now']
 
 ENV_VAR = 'SRKIT_NUM_THREADS'
 CGROUP_CPU_MAX = Path('/sys/fs/cgroup/cpu.max')  # cgroup v2: "<quota> <period>" in microseconds, or "max <period>"
 LOAD_TIME_CONSTANT_S = 60.0  # the 1-minute load average decays with this time constant
+PROC_STAT = Path('/proc/stat')  # Linux: "procs_running N", the threads runnable at this instant
+RUNNABLE_SAMPLES, RUNNABLE_INTERVAL_S = 5, 0.002  # the largest of 5 looks over 10 ms: a busy thread is rarely missed
 
 logger = logging.getLogger('srkit')
 
@@ -56,20 +58,40 @@ def available_cpus() -> tuple[int, str]:
     return cpus, source
 
 
+def runnable_now() -> int | None:
+    """Threads runnable on the machine right now (``procs_running`` of /proc/stat, the largest of a few looks
+    10 ms apart in all), or None where there is no /proc/stat."""
+    counts = []
+    for sample in range(RUNNABLE_SAMPLES):
+        if sample:
+            time.sleep(RUNNABLE_INTERVAL_S)
+        try:
+            text = PROC_STAT.read_text(encoding='ascii')
+        except OSError:
+            return None
+        counts += [int(line.split()[1]) for line in text.splitlines() if line.startswith('procs_running ')]
+    return max(counts) if counts else None
+
+
 def busy_cores(ranks_here: int) -> tuple[int, float]:
     """About how many cores other processes keep busy, and the 1-minute load average it comes from.
 
     A heuristic. The load average counts runnable threads, averaged over about a minute, so it also holds what
     this process (and the other ranks started with it) did since they started. That share is estimated from this
     process's CPU time: a thread running for ``t`` seconds adds ``1 - exp(-t / 60)`` to the average. What is left,
-    rounded, is the cores others are using. It lags: a process that started a few seconds ago is not counted yet.
+    rounded, is the cores others are using. It lags both ways: a process that started a few seconds ago is not
+    counted yet, and one that ended a few seconds ago still is (a test.py right after a training run would take
+    one thread on an idle machine). So where Linux says how many threads are runnable right now, less this node's
+    ranks, the smaller of the two counts.
     """
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average on this platform
         return 0, 0.0
     own = ranks_here * (1.0 - math.exp(-time.process_time() / LOAD_TIME_CONSTANT_S))
-    return max(0, math.floor(load - own + 0.5)), load
+    busy = max(0, math.floor(load - own + 0.5))
+    now = runnable_now()
+    return (busy if now is None else min(busy, max(0, now - ranks_here))), load
 
 
 def local_world_size() -> int:
