@@ -32,6 +32,8 @@ EXACT_SIDES = (48, 80)  # a tiling-exact network's influence is measured on the 
 INEXACT_SIDE, INEXACT_SIDE_BIG = 16, 4  # enough to show an influence reaching every border, cheaply
 SEEDS = 5  # a random network ending in ReLUs can output a constant: then the next seed is tried
 NAMES = ARCH_REGISTRY.names()
+FP16_TOLERANCE = 1e-2  # of the output's range: float16 keeps about 3 significant digits (HiT_SRF, not
+# fp16_safe, gives NaN at x2 under CPU float16 autocast)
 
 
 def count_params(net: nn.Module) -> int:
@@ -198,6 +200,13 @@ def test_builds_runs_and_keeps_its_claims(name, scale):
         to_channels_last(fresh)
         out_cl = runner(fresh, spec, scale)(x.contiguous(memory_format=torch.channels_last))
         assert (out_cl - out).abs().max() <= 1e-5, 'channels_last_safe, but channels_last changes the output'
+
+    if spec.fp16_safe and scale == scales_of(name)[0]:  # float16 autocast: the CPU's op lists are CUDA's for
+        with torch.autocast('cpu', dtype=torch.float16):  # convolutions, matrix products and attention
+            half = runner(net, spec, scale)(x)
+        assert torch.isfinite(half).all(), 'fp16_safe, but float16 autocast gives inf or NaN'
+        error = (half.float() - out).abs().max() / (out.amax() - out.amin())
+        assert error <= FP16_TOLERANCE, f'fp16_safe, but float16 autocast is {error:.1e} of the output range off'
 
     if spec.pad_multiple > 1:  # one pixel short of a multiple each way: predict pads back to (h, w), then crops
         odd = seeded_rand(1, 3, h - 1, w - 1)
