@@ -148,6 +148,15 @@ def test_official_file_runs_its_first_step(relative: str, tmp_path: Path, lmdb_c
     assert written.is_file()
 
 
+@pytest.mark.seed_runs_slow
+@pytest.mark.parametrize('relative', sorted(BUILD_ONLY))
+def test_big_official_file_runs_its_first_step(relative: str, tmp_path: Path, lmdb_cache: Path) -> None:
+    """The BUILD_ONLY files' first step, exactly as the others run theirs: too slow for CI on a CPU (minutes to
+    an hour a file), run by hand with ``pytest -m seed_runs_slow``; docs/HOSTS.md has the last run's times."""
+    written = run(seed_file(relative), kind_of(Path(relative)), SHARED, tmp_path, lmdb_cache)
+    assert written.is_file()
+
+
 def test_every_official_file_is_accounted_for(record_property: Any) -> None:
     """The lists name real files, the labels are the open issues, and the counts below are today's."""
     seed_file(ABSENT)
