@@ -9,14 +9,15 @@ build shows a gap in srkit, not an artefact of the harness. Its rules, applied t
    A set's scale is its own ``ds_scale`` (IGConv's per-set scale) or ``scale`` if given, else the top-level
    ``scale``. Set5 and T91 are the sets ../shared holds.
 
-   * A training set with ``dataroot_gt`` and ``dataroot_lq`` (paired) reads Set5: ``dataroot_gt`` ->
-     ``Set5/GTmod12``, ``dataroot_lq`` -> ``Set5/LRbicx{scale}``. A path says where images are, not what
+   * A set with ``dataroot_gt`` and ``dataroot_lq`` (paired), training or not, reads Set5 in the layout its
+     ``filename_tmpl`` expects: BasicSR's (``dataroot_gt`` -> ``Set5/GTmod12``, ``dataroot_lq`` ->
+     ``Set5/LRbicx{scale}``, same file names) when the template is absent or ``'{}'``, EDSR's (``HR`` +
+     ``LR_bicubic/X{scale}``, names like ``babyx2.png``) for ``'{}x{scale}'``; any other template (HiT-SR's
+     ``'{}_LRBI_x2'``) reads a folder under ``tmp`` linking ``LRbicx{scale}``'s images under the names it
+     gives. A path says where images are, not what
      they are, so a paired set stays paired, and Set5 has the only paired LR/HR folders at hand. At scale 1
      (same-size restoration: EIMN's Baidu variant) both keys read ``Set5/GTmod12``, the only same-size pair.
    * A training set with ``dataroot_gt`` only (its LR is made on the fly) reads ``T91/HR``.
-   * A val/test set with both keys reads Set5 in the layout its ``filename_tmpl`` expects: BasicSR's
-     (``GTmod12`` + ``LRbicx{scale}``, same file names) when the template is absent or ``'{}'``, EDSR's
-     (``HR`` + ``LR_bicubic/X{scale}``, names like ``babyx2.png``) otherwise.
    * A val/test set with ``dataroot_gt`` only reads ``Set5/HR``.
    * ``meta_info_file`` / ``meta_info`` (lists of the authors' training images) become null: no list names
      Set5's or T91's images, and null means every image of the folder.
@@ -79,10 +80,10 @@ def seed_files(root: Path) -> list[Path]:
 
 
 def kind_of(relative: Path) -> Kind:
-    """train or test from the folder the authors put the file in: all four repositories keep their files under
-    ``.../train/...`` or ``.../test/...``. The content cannot decide it: some test files carry a ``train:``
+    """train or test from the folder the authors put the file in: the repositories keep their files under
+    ``.../train/...`` or ``.../test/...`` (any case). The content cannot decide it: some test files carry a ``train:``
     section, which BasicSR's test.py ignores. A file in neither folder is a layout this rule must learn."""
-    parts = relative.parts
+    parts = [part.lower() for part in relative.parts]  # HiT-SR's folders are Train/ and Test/
     if 'test' in parts:
         return 'test'
     if 'train' in parts:
@@ -103,19 +104,31 @@ def _lmdb_of(folder: Path, cache: Path) -> Path:
     return out
 
 
-def _dataset_folders(key: str, entry: dict[str, Any], scale: Any, data: Path) -> dict[str, Path]:
+def _renamed_lr(lr: Path, template: str, tmp: Path) -> Path:
+    """A folder under ``tmp`` holding links to ``lr``'s images under the names ``template`` gives them."""
+    out = tmp / 'lr_named' / f'{lr.name}_{re.sub(r"[^A-Za-z0-9]+", "_", template)}'
+    out.mkdir(parents=True, exist_ok=True)
+    for image in lr.iterdir():
+        link = out / (template.format(image.stem) + image.suffix)
+        if not link.exists():
+            link.symlink_to(image)
+    return out
+
+
+def _dataset_folders(key: str, entry: dict[str, Any], scale: Any, data: Path, tmp: Path) -> dict[str, Path]:
     """Rule 1: the folder each ``dataroot_*`` key of one dataset points at."""
     paired = 'dataroot_gt' in entry and 'dataroot_lq' in entry
     set5 = data / 'Set5'
     basicsr = {'dataroot_gt': set5 / 'GTmod12', 'dataroot_lq': set5 / ('GTmod12' if scale == 1 else f'LRbicx{scale}')}
-    if key.split('_')[0] == 'train':
-        folders = basicsr if paired else {'dataroot_gt': data / 'T91' / 'HR'}
-    elif not paired:
-        folders = {'dataroot_gt': set5 / 'HR'}
-    elif entry.get('filename_tmpl') in (None, '{}'):
+    template = entry.get('filename_tmpl')
+    if not paired:
+        folders = {'dataroot_gt': data / 'T91' / 'HR' if key.split('_')[0] == 'train' else set5 / 'HR'}
+    elif template in (None, '{}'):
         folders = basicsr
-    else:
+    elif template == f'{{}}x{scale}':
         folders = {'dataroot_gt': set5 / 'HR', 'dataroot_lq': set5 / 'LR_bicubic' / f'X{scale}'}
+    else:
+        folders = {**basicsr, 'dataroot_lq': _renamed_lr(basicsr['dataroot_lq'], str(template), tmp)}
     for folder in folders.values():
         if not folder.is_dir():  # a harness gap (e.g. a paired x8 set), not srkit's: fail loudly, never list it
             raise ValueError(f'datasets.{key}: {folder} does not exist; the rewrite rules need a folder for it.')
@@ -162,7 +175,7 @@ def rewrite(data: dict[str, Any], kind: Kind, shared: Path, tmp: Path, cache: Pa
         if not isinstance(entry, dict):
             continue
         scale = entry.get('ds_scale') or entry.get('scale') or data.get('scale')
-        folders = _dataset_folders(str(key), entry, scale, shared / 'data')
+        folders = _dataset_folders(str(key), entry, scale, shared / 'data', tmp)
         backend = entry.get('io_backend')
         lmdb = isinstance(backend, dict) and backend.get('type') == 'lmdb'
         for name in [k for k in entry if str(k).startswith('dataroot_')]:

@@ -1,9 +1,9 @@
 """The policy for keys of BasicSR and its descendants (docs/OPTIONS.md, srkit/config/compat.py).
 
-BasicSR's keys keep their meaning, keys BasicSR ignores are accepted with a notice, ETDS's keys that srkit
-translates are read as srkit's with a notice, anything else is an error; the model and network types are
-checked first; test.py ignores ``train:``; ``scale`` may come from the datasets; ``prefetch_mode: cuda`` on
-a CPU run is handled when the options are read.
+BasicSR's keys keep their meaning, keys BasicSR ignores are accepted with a notice, keys of ETDS, HAT, SRFormer,
+ATD and HiT-SR that srkit translates are read as srkit's with a notice, anything else is an error; the model and
+network types are checked first; test.py ignores ``train:``; ``scale`` may come from the datasets;
+``prefetch_mode: cuda`` on a CPU run is handled when the options are read.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from training_helpers import TINY_TRAIN, make_images, tiny_options
 
+from srkit.config.compat import translate_dataset_keys, translate_model_type
 from srkit.config.options import parse_options, parse_yaml_text
 from srkit.core.dist import DistContext
 from srkit.core.errors import OptionError
@@ -172,3 +173,69 @@ def test_etds_model_keys_under_irmodel_have_no_effect(tmp_path: Path) -> None:
     assert 'Option "train.fixed_residual_model_iters" has no effect: IRModel never reads it.' in options.notices
     with pytest.raises(OptionError, match='train.fixed_residual_model_iters'):  # SRModel by its own name: an error
         parse({**data, 'model_type': 'SRModel'})
+
+
+@pytest.mark.parametrize('theirs, ours', [('SwinIRModel', 'SRModel'), ('HATModel', 'SRModel'), ('ATDModel', 'SRModel'),
+                                          ('HITModel', 'SRModel')])
+def test_the_transformer_hosts_model_types_are_srmodel(tmp_path: Path, theirs: str, ours: str) -> None:
+    """HAT's, ATD's, SRFormer's (BasicSR's SwinIRModel) and HiT-SR's models are SRModel plus test-time padding to the
+    window, which srkit's predict does for every network from its ArchSpec."""
+    options = parse({**tiny_data(tmp_path), 'model_type': theirs})
+    assert options.model_type == ours
+    assert any(n.startswith(f'Option "model_type" {theirs} is read as {ours} (') for n in options.notices)
+
+
+def test_keys_the_hosts_files_carry_and_their_code_never_reads(tmp_path: Path) -> None:
+    """SRFormer's and HiT-SR's top-level suffix / save_img, HiT-SR's datasets' task, a Real-HAT MSE model's
+    optim_d: accepted with a notice each, and nothing else changes."""
+    data = tiny_data(tmp_path)
+    plain = parse(data)
+    data = {**data, 'suffix': None, 'save_img': False}
+    data['datasets']['train']['task'] = 'SR'
+    options = parse(data)
+    assert options.datasets == plain.datasets and options.val == plain.val
+    assert [n.split(':')[0] for n in options.notices] == ['Option "suffix" has no effect', 'Option "save_img" has no '
+                                                          'effect', 'Option "datasets.train.task" has no effect']
+    with pytest.raises(OptionError, match='"datasets.train.meta_info_file"'):  # a key PairedImageDataset does read
+        parse({**data, 'datasets': {**data['datasets'], 'train': {**data['datasets']['train'], 'meta_info_file': 1}}})
+
+
+def test_real_hat_files_keys_their_code_never_reads_have_no_effect() -> None:
+    """HAT's Real-HAT files: meta_info_file on a RealESRGANDataset (which reads meta_info, in BasicSR and in HAT)
+    and optim_d for RealHATMSEModel (Real-ESRNet's model, no discriminator)."""
+    notices: list[str] = []
+    entry = {'dataroot_gt': 'hr', 'meta_info_file': 'their_list.txt'}
+    translate_dataset_keys('train', 'RealESRGANDataset', entry, notices)
+    assert entry == {'dataroot_gt': 'hr'} and notices[0].startswith(
+        'Option "datasets.train.meta_info_file" has no effect: BasicSR\'s and HAT\'s RealESRGANDataset read meta_info')
+    paired = {'dataroot_gt': 'hr', 'meta_info_file': 'list.txt'}
+    translate_dataset_keys('train', 'PairedImageDataset', paired, notices)  # a key PairedImageDataset reads
+    assert paired['meta_info_file'] == 'list.txt' and len(notices) == 1
+    data = translate_model_type({'model_type': 'RealHATMSEModel', 'train': {'optim_g': {}, 'optim_d': {}}}, notices)
+    assert data == {'model_type': 'RealESRNetModel', 'train': {'optim_g': {}}}
+    assert notices[-1] == 'Option "train.optim_d" has no effect: RealHATMSEModel never reads it.'
+    assert translate_model_type({'model_type': 'RealHATGANModel', 'train': {'optim_d': {}}}, [])['train'] == \
+        {'optim_d': {}}
+
+
+def test_hat_tile_section_is_read_as_srkit_tiles(tmp_path: Path) -> None:
+    data = tiny_data(tmp_path)
+    options = parse({**data, 'model_type': 'HATModel', 'tile': {'tile_size': 64, 'tile_pad': 8}}, is_train=False)
+    assert (options.val.tile_size, options.val.tile_overlap) == (64, 8)
+    assert 'Option "tile" (HAT) is read as "val.tile_size: 64", "val.tile_overlap: 8" (the same tiles).' in \
+        options.notices
+    assert parse({**data, 'tile': None}, is_train=False).val.tile_size == 0
+    with pytest.raises(OptionError, match='"tile" and "val.tile_size" disagree'):
+        parse({**data, 'tile': {'tile_size': 64, 'tile_pad': 8}, 'val': {**data['val'], 'tile_size': 32}})
+    with pytest.raises(OptionError, match='Option "tile" .* tile_size and tile_pad'):
+        parse({**data, 'tile': {'tile_size': 64}})
+
+
+def test_hit_sr_use_chop_is_read_as_tiles_of_at_most_200_pixels(tmp_path: Path) -> None:
+    data = tiny_data(tmp_path)
+    whole = parse({**data, 'val': {**data['val'], 'use_chop': False}})
+    assert whole.val.tile_size == 0 and any('"val.use_chop" (HiT-SR) is false' in n for n in whole.notices)
+    chopped = parse({**data, 'val': {**data['val'], 'use_chop': True}})
+    assert (chopped.val.tile_size, chopped.val.tile_overlap) == (200, 16)
+    with pytest.raises(OptionError, match='"val.use_chop" .* true or false'):
+        parse({**data, 'val': {**data['val'], 'use_chop': 'yes'}})

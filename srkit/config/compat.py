@@ -13,13 +13,22 @@ from typing import Any
 
 from srkit.core.errors import OptionError
 
-__all__ = ['IGNORED_TOP_LEVEL', 'MODEL_TYPE_TRANSLATIONS', 'IGNORED_TRAIN_KEYS',
-           'TRAIN_KEY_RENAMES', 'ETDS_RESUME_KEYS', 'translate_model_type', 'translate_top_level',
-           'translate_dataset_keys', 'translate_flips', 'drop_train_section', 'datasets_scale']
+__all__ = ['IGNORED_TOP_LEVEL', 'IGNORED_DATASET_KEYS', 'MODEL_TYPE_TRANSLATIONS', 'IGNORED_TRAIN_KEYS',
+           'HAT_TILE_KEYS', 'HIT_CHOP', 'TRAIN_KEY_RENAMES', 'ETDS_RESUME_KEYS', 'translate_model_type',
+           'translate_top_level', 'translate_dataset_keys', 'translate_flips', 'drop_train_section', 'datasets_scale']
 
 # Top-level keys found in published BasicSR-style files that BasicSR itself never reads.
 IGNORED_TOP_LEVEL: dict[str, str] = {
     'print_network': "BasicSR never reads it either (HAT's and SRFormer's files carry it)",
+    'suffix': "BasicSR reads val.suffix, never a top-level suffix (SRFormer's and HiT-SR's test files carry one)",
+    'save_img': "BasicSR reads val.save_img, never a top-level save_img (SRFormer's test files carry one)",
+}
+# Keys of ``datasets.<key>`` that the authors' code never read: key -> (dataset type it applies to, or None for
+# every type; why). Accepted with a notice, as top-level keys BasicSR ignores are.
+IGNORED_DATASET_KEYS: dict[str, tuple[str | None, str]] = {
+    'task': (None, "HiT-SR's files label their sets with it; no code of theirs reads it"),
+    'meta_info_file': ('RealESRGANDataset', "BasicSR's and HAT's RealESRGANDataset read meta_info, so every image "
+                       "of dataroot_gt is used (HAT's Real-HAT training files carry it)"),
 }
 
 # model_type names of BasicSR-derived repositories that are srkit models under another name.
@@ -30,10 +39,24 @@ MODEL_TYPE_TRANSLATIONS: dict[str, tuple[str, str]] = {
                       "does for every network from its pad_multiple"),
     'MambaMSModel': ('MultiScaleModel', "IGConv's MSRModel testing large images in chunks; srkit evaluates "
                      'whole images unless val.tile_size is set'),
+    'SwinIRModel': ('SRModel', "BasicSR's SRModel padding test inputs to the window size, which srkit does for "
+                    'every network from its pad_multiple'),
+    'HATModel': ('SRModel', "HAT's SRModel padding test inputs to the window size (srkit: every network's "
+                 'pad_multiple), tiling them where the file has a top-level tile section'),
+    'ATDModel': ('SRModel', "ATD's SRModel, whose network pads its input itself"),
+    'HITModel': ('SRModel', "HiT-SR's SRModel, testing in overlapping chops where val.use_chop is true"),
+    'RealHATMSEModel': ('RealESRNetModel', "Real-ESRNet's model with HAT's test-time padding"),
+    'RealHATGANModel': ('RealESRGANModel', "Real-ESRGAN's model with HAT's test-time padding"),
 }
-# ``train:`` keys such a model never reads (ETDS's ablation files give IRModel its ETDSModel's keys).
-IGNORED_TRAIN_KEYS: dict[str, tuple[str, ...]] = {
-    'IRModel': ('fixed_residual_model_iters', 'interpolation_loss_weight'),
+# HAT's top-level ``tile: {tile_size, tile_pad}`` -> srkit's val options (the same tiles: tile_pad LR pixels of
+# context on each side, cropped away after the network).
+HAT_TILE_KEYS: dict[str, str] = {'tile_size': 'tile_size', 'tile_pad': 'tile_overlap'}
+# HiT-SR's ``val.use_chop: true``: sections of at most 200 LR pixels, overlapping by 16 (its hit_model.py).
+HIT_CHOP = {'tile_size': 200, 'tile_overlap': 16}
+# ``train:`` keys such a model never reads, and which files carry them.
+IGNORED_TRAIN_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
+    'IRModel': (('fixed_residual_model_iters', 'interpolation_loss_weight'), "ETDS's ablation files carry it"),
+    'RealHATMSEModel': (('optim_d',), "HAT's Real-HAT MSE file carries it; the model has no discriminator"),
 }
 
 # ``train:`` keys of BasicSR-derived repositories that name one of srkit's (BasicSR's) keys.
@@ -57,12 +80,54 @@ def translate_top_level(data: dict[str, Any], notices: list[str]) -> dict[str, A
             notices.append(f'Option "{key}" has no effect: {why}.')
     if 'resume' in data:
         data['path'] = _translate_etds_resume(data.pop('resume'), data.get('path'), notices)
+    if 'tile' in data:
+        data['val'] = _translate_hat_tile(data.pop('tile'), data.get('val'), notices)
+    if isinstance(data.get('val'), dict) and 'use_chop' in data['val']:
+        data['val'] = _translate_hit_chop(dict(data['val']), notices)
     if isinstance(data.get('train'), dict):
         data['train'] = _rename_train_keys(data['train'], notices)
     if isinstance(data.get('train'), dict) and isinstance(data['train'].get('losses'), dict):
         data['train'] = {**data['train'], 'losses': _etds_losses(data['train']['losses'])}
         notices.append('Option "train.losses" (ETDS: a mapping of named losses) is read as the list of its losses.')
     return data
+
+
+def _tiles_into(val: Any, tiles: dict[str, Any], theirs: str) -> Any:
+    """``val`` with srkit's tile options set to ``tiles``; a different value already there is refused."""
+    val = dict(val) if isinstance(val, dict) else {} if val is None else val
+    if not isinstance(val, dict):
+        return val  # the parser reports a "val" that is not a mapping
+    for key, value in tiles.items():
+        if key in val and val[key] != value:
+            raise OptionError(f'Options "{theirs}" and "val.{key}" disagree ({value!r} vs {val[key]!r}); keep one.',
+                              key=theirs)
+        val[key] = value
+    return val
+
+
+def _translate_hat_tile(tile: Any, val: Any, notices: list[str]) -> Any:
+    if tile is None:
+        notices.append('Option "tile" (HAT) is empty: images are evaluated whole.')
+        return val
+    if not isinstance(tile, dict) or set(tile) != set(HAT_TILE_KEYS):
+        raise OptionError(f'Option "tile" (HAT\'s tile mode) must be a mapping of {" and ".join(HAT_TILE_KEYS)}; '
+                          f'got {tile!r}.', key='tile')
+    notices.append('Option "tile" (HAT) is read as ' + ', '.join(
+        f'"val.{ours}: {tile[theirs]}"' for theirs, ours in HAT_TILE_KEYS.items()) + ' (the same tiles).')
+    return _tiles_into(val, {ours: tile[theirs] for theirs, ours in HAT_TILE_KEYS.items()}, 'tile')
+
+
+def _translate_hit_chop(val: dict[str, Any], notices: list[str]) -> dict[str, Any]:
+    chop = val.pop('use_chop')
+    if chop is False:
+        notices.append('Option "val.use_chop" (HiT-SR) is false: images are evaluated whole, as without it.')
+        return val
+    if chop is not True:
+        raise OptionError(f'Option "val.use_chop" (HiT-SR) must be true or false; got {chop!r}.', key='val.use_chop')
+    notices.append('Option "val.use_chop" (HiT-SR) is read as ' + ', '.join(
+        f'"val.{key}: {value}"' for key, value in HIT_CHOP.items()) + ': tiles of at most 200 LR pixels '
+        'overlapping by 16, as its chops (whose borders fall a few pixels elsewhere).')
+    return _tiles_into(val, HIT_CHOP, 'val.use_chop')
 
 
 def _rename_train_keys(train: dict[str, Any], notices: list[str]) -> dict[str, Any]:
@@ -87,7 +152,8 @@ def translate_model_type(data: dict[str, Any], notices: list[str]) -> dict[str, 
     notices.append(f'Option "model_type" {model_type} is read as {ours} ({why}).')
     data = {**data, 'model_type': ours}
     train = data.get('train')
-    ignored = [k for k in IGNORED_TRAIN_KEYS.get(model_type, ()) if k in train] if isinstance(train, dict) else []
+    keys = IGNORED_TRAIN_KEYS.get(model_type, ((), ''))[0]
+    ignored = [k for k in keys if k in train] if isinstance(train, dict) else []
     if isinstance(train, dict) and ignored:
         data['train'] = {k: v for k, v in train.items() if k not in ignored}
         notices += [f'Option "train.{k}" has no effect: {model_type} never reads it.' for k in ignored]
@@ -131,10 +197,14 @@ def _translate_etds_resume(resume: Any, path: Any, notices: list[str]) -> Any:
     return path
 
 
-def translate_dataset_keys(key: str, entry: dict[str, Any], notices: list[str]) -> None:
+def translate_dataset_keys(key: str, dataset_type: str, entry: dict[str, Any], notices: list[str]) -> None:
     """Other repositories' names for keys of ``datasets.<key>``, in place: ETDS's ``use_vflip`` (translate_flips)
     and ``use_channels_shuffle``, srkit's ``use_channel_shuffle`` (both draw a random order of the colour
-    channels); EIMN's ``io_backend: {type: scandir}``, srkit's disk backend."""
+    channels); EIMN's ``io_backend: {type: scandir}``, srkit's disk backend; and IGNORED_DATASET_KEYS, removed."""
+    for name, (applies_to, why) in IGNORED_DATASET_KEYS.items():
+        if name in entry and applies_to in (None, dataset_type):
+            del entry[name]
+            notices.append(f'Option "datasets.{key}.{name}" has no effect: {why}.')
     translate_flips(key, entry, notices)
     if 'use_channels_shuffle' in entry:
         if 'use_channel_shuffle' in entry:

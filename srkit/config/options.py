@@ -503,7 +503,7 @@ def _parse_dataset(key: str, value: Any, scale: int, own_scale: bool, notices: l
         raise OptionError(f'Option "{path}.phase" is {declared_phase!r} but the key says {phase!r}.',
                           key=f'{path}.phase')
     dataset_cls = _lookup(DATASET_REGISTRY, type_name, f'{path}.type')
-    translate_dataset_keys(key, value, notices)
+    translate_dataset_keys(key, type_name, value, notices)
     loader_fields = tuple(f.name for f in dataclasses.fields(LoaderOptions))
     loader_data = {k: value.pop(k) for k in list(value) if k in loader_fields}
     loader = parse_dataclass(LoaderOptions, loader_data, path)

@@ -76,6 +76,7 @@ def _policy_section() -> list[str]:
     """The written policy for option files of BasicSR and its descendants, from the tables compat applies."""
     from srkit.config.compat import (
         ETDS_RESUME_KEYS,
+        IGNORED_DATASET_KEYS,
         IGNORED_TOP_LEVEL,
         IGNORED_TRAIN_KEYS,
         MODEL_TYPE_TRANSLATIONS,
@@ -83,8 +84,10 @@ def _policy_section() -> list[str]:
     )
 
     ignored = [f'| `{key}` | {why} |' for key, why in IGNORED_TOP_LEVEL.items()]
-    ignored += [f'| `train.{key}` with `model_type: {model}` | {model} never reads it (ETDS\'s ablation files '
-                'carry it) |' for model, keys in IGNORED_TRAIN_KEYS.items() for key in keys]
+    ignored += [f'| `datasets.<key>.{key}`{f" of a {kind}" if kind else ""} | {why} |'
+                for key, (kind, why) in IGNORED_DATASET_KEYS.items()]
+    ignored += [f'| `train.{key}` with `model_type: {model}` | {model} never reads it ({source}) |'
+                for model, (keys, source) in IGNORED_TRAIN_KEYS.items() for key in keys]
     resume = [f'| `resume.{etds}` (ETDS) | `path.{ours}` (a value in both places must agree) |'
               for etds, ours in ETDS_RESUME_KEYS.items()]
     resume += [f'| `train.{theirs}` | `train.{ours}` ({why}) |' for theirs, (ours, why) in TRAIN_KEY_RENAMES.items()]
@@ -92,9 +95,10 @@ def _policy_section() -> list[str]:
               for theirs, (ours, why) in MODEL_TYPE_TRANSLATIONS.items()]
     return [
         '## Option files from BasicSR and its descendants', '',
-        'A file written for BasicSR, or for a repository built on it (EIMN, MMA, ETDS, IGConv), runs after changing '
-        'paths and `num_gpu`, wherever srkit has its network, model and dataset types. The rules '
-        '(srkit/config/compat.py applies them; every notice is one line at the start of the run\'s log):', '',
+        'A file written for BasicSR, or for a repository built on it (EIMN, MMA, ETDS, IGConv, HAT, ATD, SRFormer, '
+        'HiT-SR), runs after changing paths and `num_gpu`, wherever srkit has its network, model and dataset '
+        'types. The rules (srkit/config/compat.py applies them; every notice is one line at the start of the run\'s '
+        'log):', '',
         '1. **Keys BasicSR reads keep BasicSR\'s meaning.** They are srkit\'s own options, in the tables below.',
         '2. **Keys BasicSR ignores are accepted** with a notice saying they have no effect:', '',
         '   | key | why |', '   |---|---|', *[f'   {row}' for row in ignored], '',
@@ -104,6 +108,10 @@ def _policy_section() -> list[str]:
         '   | `datasets.<key>.use_channels_shuffle` (ETDS) | `use_channel_shuffle` |',
         '   | `datasets.<key>.io_backend.type: scandir` (EIMN\'s Real-ESRGAN files) | `disk` (every image of the '
         'folder) |',
+        '   | `tile: {tile_size, tile_pad}` (HAT\'s test files) | `val.tile_size`, `val.tile_overlap` (the same '
+        'tiles) |',
+        '   | `val.use_chop` (HiT-SR) | false: nothing; true: `val.tile_size: 200`, `val.tile_overlap: 16` (its '
+        'chops: at most 200 LR pixels, overlapping by 16) |',
         '   | `datasets.<key>.use_vflip: true` (ETDS), next to `use_hflip: true` and `use_rot: true` | nothing: '
         'ETDS flips rows, flips columns and transposes, each with probability 1/2; BasicSR\'s `use_hflip` + '
         '`use_rot` draw the same 8 flips and rotations with the same probabilities. Any other `use_vflip` is an '
