@@ -176,10 +176,10 @@ def test_etds_model_keys_under_irmodel_have_no_effect(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize('theirs, ours', [('SwinIRModel', 'SRModel'), ('HATModel', 'SRModel'), ('ATDModel', 'SRModel'),
-                                          ('HITModel', 'SRModel')])
+                                          ('HITModel', 'SRModel'), ('MambaIRModel', 'SRModel')])
 def test_the_transformer_hosts_model_types_are_srmodel(tmp_path: Path, theirs: str, ours: str) -> None:
-    """HAT's, ATD's, SRFormer's (BasicSR's SwinIRModel) and HiT-SR's models are SRModel plus test-time padding to the
-    window, which srkit's predict does for every network from its ArchSpec."""
+    """HAT's, ATD's, SRFormer's (BasicSR's SwinIRModel), HiT-SR's and MambaIR's models are SRModel plus test-time
+    padding to the window, which srkit's predict does for every network from its ArchSpec, or chopping."""
     options = parse({**tiny_data(tmp_path), 'model_type': theirs})
     assert options.model_type == ours
     assert any(n.startswith(f'Option "model_type" {theirs} is read as {ours} (') for n in options.notices)
@@ -198,6 +198,17 @@ def test_keys_the_hosts_files_carry_and_their_code_never_reads(tmp_path: Path) -
                                                           'effect', 'Option "datasets.train.task" has no effect']
     with pytest.raises(OptionError, match='"datasets.train.meta_info_file"'):  # a key PairedImageDataset does read
         parse({**data, 'datasets': {**data['datasets'], 'train': {**data['datasets']['train'], 'meta_info_file': 1}}})
+
+
+def test_smfanet_path_and_val_keys_basicsr_image_models_never_read(tmp_path: Path) -> None:
+    data = tiny_data(tmp_path)
+    plain = parse(data)
+    options = parse({**data, 'path': {**data['path'], 'param_key': None},
+                     'val': {**data['val'], 'flip_seq': True, 'center_frame_only': True}})
+    assert options.path == plain.path and options.val == plain.val
+    assert [n.split(':')[0] for n in options.notices] == [
+        'Option "path.param_key" has no effect', 'Option "val.flip_seq" has no effect',
+        'Option "val.center_frame_only" has no effect']
 
 
 def test_real_hat_files_keys_their_code_never_reads_have_no_effect() -> None:

@@ -13,15 +13,23 @@ from typing import Any
 
 from srkit.core.errors import OptionError
 
-__all__ = ['IGNORED_TOP_LEVEL', 'IGNORED_DATASET_KEYS', 'MODEL_TYPE_TRANSLATIONS', 'IGNORED_TRAIN_KEYS',
-           'HAT_TILE_KEYS', 'HIT_CHOP', 'TRAIN_KEY_RENAMES', 'ETDS_RESUME_KEYS', 'translate_model_type',
-           'translate_top_level', 'translate_dataset_keys', 'translate_flips', 'drop_train_section', 'datasets_scale']
+__all__ = ['IGNORED_TOP_LEVEL', 'IGNORED_SECTION_KEYS', 'IGNORED_DATASET_KEYS', 'MODEL_TYPE_TRANSLATIONS',
+           'IGNORED_TRAIN_KEYS', 'HAT_TILE_KEYS', 'HIT_CHOP', 'TRAIN_KEY_RENAMES', 'ETDS_RESUME_KEYS',
+           'translate_model_type', 'translate_top_level', 'translate_dataset_keys', 'translate_flips',
+           'drop_train_section', 'datasets_scale']
 
 # Top-level keys found in published BasicSR-style files that BasicSR itself never reads.
 IGNORED_TOP_LEVEL: dict[str, str] = {
     'print_network': "BasicSR never reads it either (HAT's and SRFormer's files carry it)",
     'suffix': "BasicSR reads val.suffix, never a top-level suffix (SRFormer's and HiT-SR's test files carry one)",
     'save_img': "BasicSR reads val.save_img, never a top-level save_img (SRFormer's test files carry one)",
+}
+# Keys of the ``path`` and ``val`` sections that BasicSR's image models never read: section -> key -> why.
+IGNORED_SECTION_KEYS: dict[str, dict[str, str]] = {
+    'path': {'param_key': "BasicSR reads path.param_key_g, never param_key (SMFANet's test files carry it)"},
+    'val': {'flip_seq': "a key of BasicSR's video models, which its image models never read (SMFANet's files)",
+            'center_frame_only': "a key of BasicSR's video models, which its image models never read (SMFANet's "
+                                 'files)'},
 }
 # Keys of ``datasets.<key>`` that the authors' code never read: key -> (dataset type it applies to, or None for
 # every type; why). Accepted with a notice, as top-level keys BasicSR ignores are.
@@ -47,6 +55,9 @@ MODEL_TYPE_TRANSLATIONS: dict[str, tuple[str, str]] = {
     'HITModel': ('SRModel', "HiT-SR's SRModel, testing in overlapping chops where val.use_chop is true"),
     'RealHATMSEModel': ('RealESRNetModel', "Real-ESRNet's model with HAT's test-time padding"),
     'RealHATGANModel': ('RealESRGANModel', "Real-ESRGAN's model with HAT's test-time padding"),
+    'MambaIRModel': ('SRModel', "MambaIR's SRModel, which tests images over 200 LR pixels in overlapping sections; "
+                     'srkit evaluates whole images unless val.tile_size is set (MambaIR is not tiling-exact, so the '
+                     'two differ slightly)'),
 }
 # HAT's top-level ``tile: {tile_size, tile_pad}`` -> srkit's val options (the same tiles: tile_pad LR pixels of
 # context on each side, cropped away after the network).
@@ -78,6 +89,11 @@ def translate_top_level(data: dict[str, Any], notices: list[str]) -> dict[str, A
         if key in data:
             del data[key]
             notices.append(f'Option "{key}" has no effect: {why}.')
+    for section, keys in IGNORED_SECTION_KEYS.items():
+        present = [key for key in keys if isinstance(data.get(section), dict) and key in data[section]]
+        if present:
+            data[section] = {k: v for k, v in data[section].items() if k not in present}
+            notices += [f'Option "{section}.{key}" has no effect: {keys[key]}.' for key in present]
     if 'resume' in data:
         data['path'] = _translate_etds_resume(data.pop('resume'), data.get('path'), notices)
     if 'tile' in data:

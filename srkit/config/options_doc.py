@@ -77,6 +77,7 @@ def _policy_section() -> list[str]:
     from srkit.config.compat import (
         ETDS_RESUME_KEYS,
         IGNORED_DATASET_KEYS,
+        IGNORED_SECTION_KEYS,
         IGNORED_TOP_LEVEL,
         IGNORED_TRAIN_KEYS,
         MODEL_TYPE_TRANSLATIONS,
@@ -84,6 +85,8 @@ def _policy_section() -> list[str]:
     )
 
     ignored = [f'| `{key}` | {why} |' for key, why in IGNORED_TOP_LEVEL.items()]
+    ignored += [f'| `{section}.{key}` | {why} |' for section, keys in IGNORED_SECTION_KEYS.items()
+                for key, why in keys.items()]
     ignored += [f'| `datasets.<key>.{key}`{f" of a {kind}" if kind else ""} | {why} |'
                 for key, (kind, why) in IGNORED_DATASET_KEYS.items()]
     ignored += [f'| `train.{key}` with `model_type: {model}` | {model} never reads it ({source}) |'
