@@ -56,10 +56,11 @@ _MMA = ('MMA as published (num_feat 192, 24 blocks, 19.8M parameters) is too big
         'iteration on 16x16 LR patches took 79 s on one thread, one 63x63 image 84 s (pure-PyTorch scan)')
 _BIG_IGCONV = ('over 5M parameters (the registry sweep\'s limit for full-size inputs): one 64x64 LR forward at x4 '
                'takes 2.5-8.6 s on one CPU thread (RCANIGPlus 2.5, SwinIRMS 4.1, EDSRIGPlus 5.4, HAT_IGConvPlus '
-               '8.6 s), and a test file evaluates 15 sets, up to 128x128 LR; run once by hand instead '
-               '(docs/HOSTS.md)')
-_MAMBAIR = ('MambaIR\'s scan runs on the pure-PyTorch selective scan here: MambaIR_IGConvPlus took 85 s for one 64x64 '
-            'LR forward on one thread (the light model about a sixth of it), and a test file evaluates 15 sets')
+               '8.6 s), and a test file evaluates 15 sets, up to 128x128 LR: 22-175 s a file by hand '
+               '(test_big_official_file_runs_its_first_step, docs/HOSTS.md)')
+_MAMBAIR = ('MambaIR\'s scan runs on the pure-PyTorch selective scan here, and a test file evaluates 15 sets: '
+            '76-82 s a file for MambaIR-light, 804-904 s for classic MambaIR by hand '
+            '(test_big_official_file_runs_its_first_step, docs/HOSTS.md)')
 _IGCONV_BUILD_ONLY = {
     'ATD/ATD_IGPlus': _BIG_IGCONV, 'EDSR/EDSR_IGConvPlus_DIV2K': _BIG_IGCONV, 'EDSR/EDSR_IGConv_DIV2K': _BIG_IGCONV,
     'HAT/HAT_IGPlus': _BIG_IGCONV, 'PLKSR/PLKSR_IGConvPlus_DF2K': _BIG_IGCONV,
@@ -79,7 +80,8 @@ UNVALIDATED = frozenset(f'IGConv/options/train/{name}.yaml' for name in (
     'SRFormer/SRFormer_IG_DF2K', 'MambaIR_Light/MambaIR_light_IGPlus_DIV2K', 'MambaIR_Light/MambaIR_light_IG_DIV2K'))
 _MAMBAIR_TRAIN = ('classic MambaIR (22M parameters) trains on the chunked pure-PyTorch scan here: one iteration of '
                   'batch 2 on 16x16 LR patches, without validation, took 40-99 s (2026-12-07, loaded machine); '
-                  'the three files took longer than the other 17 IGConv training files together (116 s)')
+                  'with their validation 127-932 s a file by hand (docs/HOSTS.md), longer than the other 17 IGConv '
+                  'training files together (116 s)')
 # file -> why it is built but its first step is not run here
 BUILD_ONLY: dict[str, str] = {
     **{f'IGConv/options/test/{name}.yaml': why for name, why in _IGCONV_BUILD_ONLY.items()},
