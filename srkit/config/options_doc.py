@@ -99,9 +99,9 @@ def _policy_section() -> list[str]:
     return [
         '## Option files from BasicSR and its descendants', '',
         'A file written for BasicSR, or for a repository built on it (EIMN, MMA, ETDS, IGConv, HAT, ATD, SRFormer, '
-        'HiT-SR), runs after changing paths and `num_gpu`, wherever srkit has its network, model and dataset '
-        'types. The rules (srkit/config/compat.py applies them; every notice is one line at the start of the run\'s '
-        'log):', '',
+        'HiT-SR, SMFANet, MambaIR), runs after changing paths and `num_gpu`, wherever srkit has its network, '
+        'model and dataset types. The rules (srkit/config/compat.py applies them; every notice is one line at the '
+        'start of the run\'s log):', '',
         '1. **Keys BasicSR reads keep BasicSR\'s meaning.** They are srkit\'s own options, in the tables below.',
         '2. **Keys BasicSR ignores are accepted** with a notice saying they have no effect:', '',
         '   | key | why |', '   |---|---|', *[f'   {row}' for row in ignored], '',
