@@ -16,7 +16,7 @@ import pytest
 from conftest import SHARED
 from seed_options_harness import NEVER, first_error, kind_of, run
 
-ROOT = Path(os.environ.get('SRKIT_HOST_OPTIONS', '')) if os.environ.get('SRKIT_HOST_OPTIONS') else None
+ROOT = Path(os.environ['SRKIT_HOST_OPTIONS']) if os.environ.get('SRKIT_HOST_OPTIONS') else None
 ABSENT = 'SRKIT_HOST_OPTIONS-unset'
 
 # (file pattern relative to ROOT, the error it must still give, why): files srkit does not run, each for a reason
